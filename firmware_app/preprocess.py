@@ -1,0 +1,161 @@
+"""THE crop: face box (+ eye keypoints) → square crop → 160×160 network input and the 80×80 output grid.
+
+Shared by the device and by training (`train` imports this module; it imports only numpy and cv2).
+
+Geometry. The crop is a square in the frame, centred on the face box, with side
+`scale * max(box width, box height)`, rotated by the eye-line angle when eyes are given, so the face
+is upright in the crop. An N×N grid over that square (N = 160 for the input, 80 for the depth output)
+uses the OpenCV pixel-centre convention: grid pixel (u, v) covers the square's cell whose centre is
+
+    frame = center + R(angle) @ ((u + 0.5, v + 0.5) * side / N - side / 2)
+
+so the 160 input and the 80 grid cover exactly the same square and the 80 grid's pixel (g) sits at
+input pixel 2g + 0.5.
+
+Sampling. The input is bilinear. Pixels of the square outside the frame are black (constant 0), not
+replicated: a replicated border makes streaks that look like texture, black is unambiguous and easy
+to reproduce in any other implementation; training's box jitter produces such borders, so the net
+has seen them. When the square is more than 2× larger than the output, the frame region is first
+averaged down by an integer factor (cv2.INTER_AREA) so bilinear sampling does not alias.
+Depth and masks are resampled with nearest neighbour (no mixing across the face boundary) and are 0
+outside the frame (0 = no depth / background).
+
+Pixel values are not normalised here: the network takes RGB uint8 values as they are (as float 0..255
+or int8 = value - 128 after quantisation) and rescales internally.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+INPUT_SIZE = 160  # network input is INPUT_SIZE × INPUT_SIZE × 3, RGB
+GRID_SIZE = 80  # depth / mask output grid over the same square
+CROP_SCALE = 1.6  # crop side / max(face box w, h); the box is the 68 landmarks' extent
+BORDER = "constant0"  # recorded in run/bundle metadata: outside-frame pixels are 0
+
+
+@dataclass(frozen=True, eq=False)
+class CropTransform:
+    """A square in the frame and its affine maps; build with `from_square` or `crop_transform`."""
+
+    center: tuple[float, float]  # frame pixels x, y
+    side: float  # frame pixels
+    angle_deg: float  # rotation of the crop's x axis in the frame (image y down: clockwise positive)
+    matrix: np.ndarray  # (2, 3) frame pixel → INPUT_SIZE crop pixel
+    inverse: np.ndarray  # (2, 3) INPUT_SIZE crop pixel → frame pixel
+
+    @classmethod
+    def from_square(cls, center, side: float, angle_deg: float = 0.0) -> CropTransform:
+        cx, cy = float(center[0]), float(center[1])
+        inv = _square_to_frame(cx, cy, float(side), float(angle_deg), INPUT_SIZE)
+        return cls((cx, cy), float(side), float(angle_deg), _invert(inv), inv)
+
+    def affine(self, size: int) -> np.ndarray:
+        """(2, 3) frame pixel → pixel of a size×size grid over the same square."""
+        return _invert(self.affine_inverse(size))
+
+    def affine_inverse(self, size: int) -> np.ndarray:
+        """(2, 3) pixel of a size×size grid → frame pixel."""
+        return _square_to_frame(*self.center, self.side, self.angle_deg, size)
+
+
+def _square_to_frame(cx: float, cy: float, side: float, angle_deg: float, size: int) -> np.ndarray:
+    a = math.radians(angle_deg)
+    rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    step = side / size
+    offset = np.array([cx, cy]) + rot @ np.full(2, 0.5 * step - 0.5 * side)
+    m = np.concatenate([rot * step, offset[:, None]], axis=1)
+    m.setflags(write=False)
+    return m
+
+
+def _invert(m: np.ndarray) -> np.ndarray:
+    out = cv2.invertAffineTransform(np.asarray(m, np.float64))
+    out.setflags(write=False)
+    return out
+
+
+def eye_angle_deg(eyes) -> float:
+    """Angle of the line from eyes[0] to eyes[1], wrapped to (-90°, 90°].
+
+    eyes[0] is the eye on the image's left for an upright face (BlazeFace keypoint 0, iBUG 36-41).
+    The wrap makes a swapped pair give the same crop instead of an upside-down one.
+    """
+    (x0, y0), (x1, y1) = np.asarray(eyes, np.float64)
+    angle = math.degrees(math.atan2(y1 - y0, x1 - x0))
+    if angle > 90.0:
+        angle -= 180.0
+    elif angle <= -90.0:
+        angle += 180.0
+    return angle
+
+
+def crop_transform(face_box, eyes=None, scale: float = CROP_SCALE) -> CropTransform:
+    """Square crop centred on face_box (x0, y0, x1, y1), side scale·max(w, h), rotated by the eye line."""
+    x0, y0, x1, y1 = (float(v) for v in face_box)
+    side = scale * max(x1 - x0, y1 - y0, 1.0)
+    angle = 0.0 if eyes is None else eye_angle_deg(eyes)
+    return CropTransform.from_square(((x0 + x1) / 2, (y0 + y1) / 2), side, angle)
+
+
+def _prescale(frame: np.ndarray, t: CropTransform, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Average the region under the square down by an integer factor k = floor(side/size) when k ≥ 2.
+
+    Returns the (possibly smaller) image and its (2, 3) map image pixel → output pixel.
+    """
+    frame_to_out = t.affine(size)
+    k = int(t.side / size)
+    if k < 2:
+        return frame, frame_to_out
+    corners = cv2.transform(np.array([[[0, 0], [size, 0], [0, size], [size, size]]], np.float64),
+                            t.affine_inverse(size))[0]
+    h, w = frame.shape[:2]
+    x0, y0 = (max(int(math.floor(v)) - k, 0) for v in corners.min(axis=0))
+    x1, y1 = (int(math.ceil(v)) + k for v in corners.max(axis=0))
+    x1, y1 = x0 + (min(x1, w) - x0) // k * k, y0 + (min(y1, h) - y0) // k * k
+    if x1 <= x0 or y1 <= y0:  # square entirely off the frame
+        return frame, frame_to_out
+    roi = frame[y0:y1, x0:x1]
+    small = cv2.resize(roi, ((x1 - x0) // k, (y1 - y0) // k), interpolation=cv2.INTER_AREA)
+    # small pixel s ↔ frame pixel k·(s + 0.5) - 0.5 + origin (block centre)
+    small_to_frame = np.array([[k, 0, 0.5 * k - 0.5 + x0], [0, k, 0.5 * k - 0.5 + y0], [0, 0, 1]])
+    return small, np.asarray(frame_to_out) @ small_to_frame
+
+
+def crop_input(frame_rgb: np.ndarray, t: CropTransform) -> np.ndarray:
+    """(H, W, 3) uint8 frame → (160, 160, 3) uint8 network input (bilinear, black outside the frame)."""
+    image, m = _prescale(frame_rgb, t, INPUT_SIZE)
+    return cv2.warpAffine(image, m, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def crop_to_grid(array: np.ndarray, t: CropTransform, size: int = GRID_SIZE,
+                 interpolation: int = cv2.INTER_NEAREST) -> np.ndarray:
+    """Resample a frame-aligned array (depth, mask, image) onto the size×size grid; 0 outside the frame."""
+    return cv2.warpAffine(array, t.affine(size), (size, size), flags=interpolation,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def _apply(m: np.ndarray, xy) -> np.ndarray:
+    xy = np.asarray(xy, np.float64)
+    return xy @ m[:, :2].T + m[:, 2]
+
+
+def grid_to_frame(xy, t: CropTransform, size: int = GRID_SIZE) -> np.ndarray:
+    """(..., 2) grid pixel coordinates (x, y) → frame pixel coordinates."""
+    return _apply(t.affine_inverse(size), xy)
+
+
+def frame_to_grid(xy, t: CropTransform, size: int = GRID_SIZE) -> np.ndarray:
+    """(..., 2) frame pixel coordinates (x, y) → grid pixel coordinates."""
+    return _apply(t.affine(size), xy)
+
+
+def grid_frame_coords(t: CropTransform, size: int = GRID_SIZE) -> np.ndarray:
+    """(size, size, 2) frame x, y of every grid cell centre: where each depth value lies in the frame."""
+    v, u = np.mgrid[0:size, 0:size]
+    return grid_to_frame(np.stack([u, v], axis=-1), t, size)

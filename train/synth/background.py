@@ -1,0 +1,57 @@
+"""Procedural indoor backgrounds (no downloaded images): walls, doors, frames, windows, clutter."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def value_noise(rng: np.random.Generator, hw: tuple[int, int], cells: int, octaves: int = 3) -> np.ndarray:
+    """Smooth multi-octave noise in [-1, 1] made by upsampling small random grids (fast)."""
+    h, w = hw
+    out = np.zeros((h, w), np.float32)
+    amp, total = 1.0, 0.0
+    for o in range(octaves):
+        n = cells * 2**o
+        grid = rng.uniform(-1, 1, (max(2, n * h // max(h, w)), max(2, n * w // max(h, w)))).astype(np.float32)
+        out += amp * cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
+        total += amp
+        amp *= 0.5
+    return out / total
+
+
+def make_background(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) float32 linear RGB in [0, 1]."""
+    h, w = hw
+    small = (max(h // 4, 8), max(w // 4, 8))
+    base = rng.uniform(0.05, 0.8, 3) * rng.uniform(0.6, 1.0)
+    tint = rng.uniform(-0.1, 0.1, 3)
+    ys = np.linspace(-1, 1, small[0])[:, None, None]
+    xs = np.linspace(-1, 1, small[1])[None, :, None]
+    img = base + tint * ys + rng.uniform(-0.1, 0.1) * xs + 0.0 * ys * xs
+    img = img + 0.06 * value_noise(rng, small, 4)[..., None]
+    img = np.ascontiguousarray(np.broadcast_to(img, (*small, 3)), np.float32)
+    for _ in range(int(rng.integers(0, 7))):
+        _draw_shape(rng, img)
+    img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+    if rng.random() < 0.5:  # fine texture (plaster, wood grain, fabric)
+        img *= 1 + 0.05 * value_noise(rng, hw, int(rng.integers(8, 40)), 2)[..., None]
+    return np.clip(img, 0, 1)
+
+
+def _draw_shape(rng: np.random.Generator, img: np.ndarray) -> None:
+    h, w = img.shape[:2]
+    colour = tuple(float(c) for c in rng.uniform(0.0, 1.0, 3) * rng.uniform(0.2, 1.0))
+    kind = rng.integers(0, 4)
+    x0, y0 = int(rng.integers(-w // 4, w)), int(rng.integers(-h // 4, h))
+    x1, y1 = x0 + int(rng.integers(w // 10, w // 2)), y0 + int(rng.integers(h // 10, h))
+    if kind == 0:  # door, cupboard, poster
+        cv2.rectangle(img, (x0, y0), (x1, y1), colour, -1)
+    elif kind == 1:  # frame edge, shelf, cable
+        cv2.line(img, (x0, y0), (x1, y1), colour, int(rng.integers(1, 4)))
+    elif kind == 2:  # lamp, plant, clock
+        cv2.ellipse(img, (x0, y0), (int(rng.integers(3, w // 6)), int(rng.integers(3, h // 6))),
+                    float(rng.uniform(0, 180)), 0, 360, colour, -1)
+    else:  # window: bright, slightly blue
+        bright = tuple(float(c) for c in np.clip(rng.uniform(0.8, 1.0) * np.array([0.9, 0.95, 1.0]), 0, 1))
+        cv2.rectangle(img, (x0, y0), (x1, y1), bright, -1)

@@ -1,0 +1,130 @@
+"""Write a sharded synthetic dataset in parallel, resumably.
+
+Workers each generate and write whole shards (atomically, see shards.py); the parent alone updates
+`index.json`, after each finished shard. On a rerun with the same arguments, shards already listed
+with a matching hash are kept and the rest (missing, half-written `.tmp`, or altered) are regenerated.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import multiprocessing as mp
+import resource
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from train.synth.dataset_index import DatasetError, DatasetIndex, ShardEntry, split_for_shard
+from train.synth.generator import GeneratorConfig, generate_shard
+from train.synth.shards import write_shard
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    out: Path
+    n: int
+    seed: int
+    shard_size: int
+    config: GeneratorConfig
+
+    @property
+    def n_shards(self) -> int:
+        return -(-self.n // self.shard_size)
+
+    def shard_n(self, shard_id: int) -> int:
+        return min(self.shard_size, self.n - shard_id * self.shard_size)
+
+    def meta(self) -> dict:
+        return {"generator": self.config.to_dict(), "n": self.n, "seed": self.seed,
+                "shard_size": self.shard_size, "source_commit": source_commit()}
+
+
+def source_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5,
+                               cwd=Path(__file__).resolve().parent).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def _open_index(plan: DatasetPlan) -> DatasetIndex:
+    plan.out.mkdir(parents=True, exist_ok=True)
+    for stale in plan.out.glob("*.tmp"):
+        stale.unlink()  # a shard or index cut off mid-write: never valid, always regenerated
+    if (plan.out / "index.json").exists():
+        index = DatasetIndex.load(plan.out)
+        old = {k: v for k, v in index.meta.items() if k != "source_commit"}
+        new = {k: v for k, v in plan.meta().items() if k != "source_commit"}
+        if _jsonish(old) != _jsonish(new):
+            raise DatasetError(f"{plan.out} holds a dataset made with other arguments; "
+                               "rerun with the same --n/--seed/--shard-size/config, or choose a new --out")
+        return index
+    index = DatasetIndex(root=plan.out, image_hw=(plan.config.height, plan.config.width), meta=plan.meta())
+    index.save()
+    return index
+
+
+def _jsonish(obj):
+    import json
+
+    return json.loads(json.dumps(obj))
+
+
+def _work(args: tuple[DatasetPlan, int]) -> tuple[int, ShardEntry, int]:
+    plan, shard_id = args
+    samples = generate_shard(plan.config, plan.seed, shard_id, plan.shard_n(shard_id))
+    name = f"shard-{shard_id:05d}.npz"
+    sha = write_shard(plan.out / name, samples)
+    entry = ShardEntry(
+        file=name, split=split_for_shard(shard_id), n=len(samples), sha256=sha,
+        labels=dict(Counter(s.label for s in samples)), identities=sorted({s.identity for s in samples}),
+    )
+    return shard_id, entry, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+@dataclass(frozen=True)
+class WriteReport:
+    generated: int  # samples generated in this run
+    skipped: int  # samples of shards already complete
+    seconds: float
+    peak_rss_mb_per_worker: float
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.generated / self.seconds if self.seconds else 0.0
+
+
+def write_dataset(plan: DatasetPlan, workers: int, progress: bool = True) -> WriteReport:
+    index = _open_index(plan)
+    todo = [s for s in range(plan.n_shards) if not index.is_complete(s)]
+    skipped = sum(plan.shard_n(s) for s in range(plan.n_shards) if s not in todo)
+    total = sum(plan.shard_n(s) for s in todo)
+    bar = tqdm(total=total, unit="frame", desc=f"dataset {plan.out.name}", disable=not progress, smoothing=0.1)
+    peak_kb = 0
+    start = time.perf_counter()
+    ctx = mp.get_context("fork")
+    try:
+        with ctx.Pool(workers, maxtasksperchild=50) as pool:
+            for shard_id, entry, rss_kb in pool.imap_unordered(_work, [(plan, s) for s in todo]):
+                index.shards[shard_id] = entry
+                index.save()
+                peak_kb = max(peak_kb, rss_kb)
+                bar.update(entry.n)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise DatasetError(f"disk full while writing {plan.out}: free some space and rerun the same "
+                               "command; finished shards are kept and the interrupted one is regenerated") from exc
+        raise
+    finally:
+        bar.close()
+    return WriteReport(total, skipped, time.perf_counter() - start, peak_kb / 1024.0)

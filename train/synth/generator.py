@@ -1,0 +1,153 @@
+"""From a seed to a labelled frame: identity, expression, pose, camera, light, scene, attack, sensor.
+
+Everything random comes from `np.random.default_rng([seed, shard, index, stream])`, so a shard is
+the same bytes whenever and wherever it is generated, which is what makes resuming safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from train.synth import albedo, morph
+from train.synth.attacks import Photo, draw_fingers, render_attack, sample_medium
+from train.synth.background import make_background
+from train.synth.camera import Camera, ray_through, sample_camera
+from train.synth.face_render import FaceLayer, HeadPose, Identity, make_identity, render_face
+from train.synth.sample import ATTACK_TYPES, BONA_FIDE, Sample
+from train.synth.sensor import apply_sensor, sample_sensor
+from train.synth.shading import sample_lighting
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    height: int = 480
+    width: int = 640
+    attack_share: float = 0.15
+    hfov_deg: tuple[float, float] = (50.0, 90.0)
+    distance_mm: tuple[float, float] = (300.0, 1200.0)
+    yaw_deg: float = 60.0
+    pitch_deg: float = 30.0
+    roll_deg: float = 20.0
+    frontal_share: float = 0.6  # share of poses drawn near frontal (sigma = range / 3); rest uniform
+    samples_per_identity: int = 4
+    p_occluder: float = 0.25
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _pose_angle(rng: np.random.Generator, limit: float, frontal_share: float) -> float:
+    if rng.random() < frontal_share:
+        return float(np.clip(rng.normal(0.0, limit / 3), -limit, limit))
+    return float(rng.uniform(-limit, limit))
+
+
+def sample_pose(cfg: GeneratorConfig, camera: Camera, rng: np.random.Generator, distance=None) -> HeadPose:
+    """Head turned within the configured ranges, its eyes at a random place in the middle of the frame."""
+    yaw = _pose_angle(rng, cfg.yaw_deg, cfg.frontal_share)
+    pitch = _pose_angle(rng, cfg.pitch_deg, cfg.frontal_share)
+    roll = _pose_angle(rng, cfg.roll_deg, cfg.frontal_share)
+    dist = distance if distance is not None else float(np.exp(rng.uniform(*np.log(cfg.distance_mm))))
+    h, w = camera.hw
+    # Closer faces are larger, so keep them nearer the centre to stay inside the frame.
+    spread = np.clip((dist - 250.0) / 900.0, 0.05, 0.3)
+    eyes_px = np.array([w * (0.5 + rng.uniform(-spread, spread)), h * (0.45 + rng.uniform(-spread, spread) * 0.8)])
+    eyes_cam = ray_through(camera, eyes_px) * dist
+    pose = HeadPose(yaw, pitch, roll, pivot_cam=np.zeros(3))
+    # Place the pivot so that the head-frame origin (between the eyes) lands on eyes_cam.
+    offset = pose.transform(np.zeros((1, 3)))[0]
+    return HeadPose(yaw, pitch, roll, pivot_cam=eyes_cam - offset)
+
+
+def _compose_face(layer: FaceLayer, identity: Identity, background: np.ndarray, torso_colour,
+                  rng: np.random.Generator) -> np.ndarray:
+    img = background.copy()
+    covered = layer.covered
+    img[covered] = layer.radiance[covered]
+    img[layer.torso] = torso_colour * (0.85 + 0.15 * rng.random())
+    if rng.random() < albedo.OCCLUDER_PROBABILITY:
+        img = albedo.draw_occluders(identity.appearance, img, layer.landmarks_2d, layer.landmarks_visible, rng)
+    return img
+
+
+def render_bona_fide(cfg: GeneratorConfig, identity: Identity, camera: Camera, rng: np.random.Generator,
+                     pose: HeadPose | None = None) -> tuple[np.ndarray, FaceLayer, HeadPose]:
+    """Linear-light frame of the identity in front of a procedural background."""
+    _, expr_basis = morph.load_bases()
+    pose = pose or sample_pose(cfg, camera, rng)
+    expression = morph.sample_expression_weights(expr_basis, rng)
+    layer = render_face(identity, expression, pose, camera, sample_lighting(rng), rng)
+    torso_colour = (rng.uniform(0.02, 0.7, 3) * rng.uniform(0.3, 1.0)).astype(np.float32)
+    img = _compose_face(layer, identity, make_background(rng, camera.hw), torso_colour, rng)
+    return img, layer, pose
+
+
+def _face_box(landmarks_2d: np.ndarray) -> np.ndarray:
+    return np.array([*landmarks_2d.min(axis=0), *landmarks_2d.max(axis=0)], np.float32)
+
+
+def make_photo(cfg: GeneratorConfig, identity: Identity, rng: np.random.Generator) -> Photo:
+    """A portrait of the identity, as an attacker would print or display it."""
+    h = int(rng.choice([360, 480, 640]))
+    w = int(h * rng.choice([0.75, 1.0, 4 / 3]))
+    camera = sample_camera(rng, (h, w), (40.0, 70.0))
+    portrait = GeneratorConfig(height=h, width=w, yaw_deg=20, pitch_deg=15, roll_deg=10, frontal_share=1.0)
+    f = camera.K[0, 0]
+    distance = f * 190.0 / (h * rng.uniform(0.35, 0.7))  # the face fills 35-70% of the photo height
+    pose = sample_pose(portrait, camera, rng, distance=distance)
+    img, layer, _ = render_bona_fide(portrait, identity, camera, rng, pose)
+    rgb = apply_sensor(img, sample_sensor(rng), rng)
+    return Photo(rgb, layer.mask, layer.landmarks_2d, layer.landmarks_visible)
+
+
+def generate_sample(cfg: GeneratorConfig, identity: Identity, label: str, rng: np.random.Generator) -> Sample:
+    camera = sample_camera(rng, (cfg.height, cfg.width), cfg.hfov_deg)
+    if label == BONA_FIDE:
+        img, layer, pose = render_bona_fide(cfg, identity, camera, rng)
+        depth, mask, pose_deg = layer.depth, layer.mask, pose.degrees
+        lm2, lm3, vis = layer.landmarks_2d, layer.landmarks_3d, layer.landmarks_visible
+    else:
+        photo = make_photo(cfg, identity, rng)
+        medium = sample_medium(label, photo.rgb.shape[1] / photo.rgb.shape[0], rng)
+        layer = render_attack(photo, medium, camera, sample_lighting(rng), rng)
+        img = make_background(rng, camera.hw)
+        covered = layer.mask > 0
+        img[covered] = layer.radiance[covered]
+        depth, mask = layer.depth, layer.mask
+        draw_fingers(img, depth, mask, rng)
+        lm2, lm3, vis, pose_deg = layer.landmarks_2d, layer.landmarks_3d, layer.landmarks_visible, layer.pose_deg
+    rgb = apply_sensor(img, sample_sensor(rng), rng)
+    return Sample(
+        rgb=rgb, depth_mm=depth.astype(np.float32), mask=mask.astype(np.uint8),
+        landmarks_2d=lm2, landmarks_3d=lm3, landmarks_visible=vis,
+        intrinsics=camera.K.astype(np.float32), pose_deg=pose_deg.astype(np.float32),
+        face_box=_face_box(lm2), identity=identity.identity_id, label=label,
+    )
+
+
+def shard_labels(cfg: GeneratorConfig, n: int, rng: np.random.Generator) -> list[str]:
+    """Exactly round(n * attack_share) attacks per shard, types in turn, so counts are predictable."""
+    n_attacks = int(round(n * cfg.attack_share))
+    start = int(rng.integers(len(ATTACK_TYPES)))
+    labels = [ATTACK_TYPES[(start + k) % len(ATTACK_TYPES)] for k in range(n_attacks)]
+    labels += [BONA_FIDE] * (n - n_attacks)
+    rng.shuffle(labels)
+    return labels
+
+
+def generate_shard(cfg: GeneratorConfig, seed: int, shard_id: int, n: int, on_sample=None) -> list[Sample]:
+    labels = shard_labels(cfg, n, np.random.default_rng([seed, shard_id, 0, 0]))
+    n_ids = -(-n // cfg.samples_per_identity)
+    samples, identities = [], {}
+    for i, label in enumerate(labels):
+        k = i % n_ids
+        if k not in identities:
+            identity_id = shard_id * 100_000 + k  # unique per shard → identity-disjoint splits
+            identities[k] = make_identity(identity_id, np.random.default_rng([seed, shard_id, k, 1]))
+        samples.append(generate_sample(cfg, identities[k], label, np.random.default_rng([seed, shard_id, i, 2])))
+        if on_sample:
+            on_sample()
+    return samples
+

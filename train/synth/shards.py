@@ -1,0 +1,177 @@
+"""Dataset shards: the on-disk form of a list of `Sample`s.
+
+A shard is one `.npz` file (a zip of arrays, readable with `np.load(..., allow_pickle=False)`):
+
+    rgb_jpeg      uint8 (total,)    the frames' JPEG bytes (quality 95), concatenated
+    rgb_offsets   int64 (N+1,)      frame i is rgb_jpeg[rgb_offsets[i]:rgb_offsets[i+1]]
+    dm_blob       uint8 (total,)    zlib(depth float32 crop bytes + mask uint8 crop bytes), concatenated
+    dm_offsets    int64 (N+1,)
+    dm_box        int32 (N, 4)      y0, y1, x0, x1 of the crop; depth is 0 and mask 0 outside it,
+                                    so the crop stores the exact float32 depth losslessly
+    image_hw      int32 (2,)        frame height, width (the same for all samples of a dataset)
+    landmarks_2d  float32 (N, 68, 2), landmarks_3d float32 (N, 68, 3), landmarks_visible bool (N, 68)
+    intrinsics    float32 (N, 3, 3), pose_deg float32 (N, 3), face_box float32 (N, 4)
+    identity      int64 (N,),  label <U16 (N,)
+
+Frames are JPEG because a camera's frames are compressed anyway and raw noisy frames do not
+compress; depth and masks are lossless. A shard is written to `NAME.tmp`, fsynced, then renamed,
+so a file named `shard-*.npz` is always complete; its sha256 lives in the dataset index and is
+checked on read, so a truncated or altered shard is never taken as valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from train.synth.sample import Sample
+
+JPEG_QUALITY = 95
+_FIELDS = ("landmarks_2d", "landmarks_3d", "landmarks_visible", "intrinsics", "pose_deg", "face_box")
+_DTYPES = {"landmarks_visible": bool}
+
+
+class CorruptShardError(RuntimeError):
+    """A shard that is missing, truncated or does not match its recorded hash."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _labelled_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return 0, 0, 0, 0
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def _pack_depth_mask(sample: Sample) -> tuple[bytes, tuple[int, int, int, int]]:
+    labelled = (sample.mask > 0) | (sample.depth_mm > 0)
+    y0, y1, x0, x1 = _labelled_box(labelled)
+    depth = np.ascontiguousarray(sample.depth_mm[y0:y1, x0:x1], dtype=np.float32)
+    mask = np.ascontiguousarray(sample.mask[y0:y1, x0:x1], dtype=np.uint8)
+    return zlib.compress(depth.tobytes() + mask.tobytes(), 1), (y0, y1, x0, x1)
+
+
+def _concat(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    offsets = np.zeros(len(blobs) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(b) for b in blobs])
+    return np.frombuffer(b"".join(blobs), np.uint8), offsets
+
+
+def encode_shard(samples: list[Sample]) -> dict[str, np.ndarray]:
+    if not samples:
+        raise ValueError("a shard needs at least one sample")
+    hw = samples[0].depth_mm.shape
+    if any(s.depth_mm.shape != hw for s in samples):
+        raise ValueError("all samples of a shard must have the same frame size")
+    jpegs = []
+    for s in samples:
+        ok, buf = cv2.imencode(".jpg", s.rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        jpegs.append(buf.tobytes())
+    packed = [_pack_depth_mask(s) for s in samples]
+    arrays = {}
+    arrays["rgb_jpeg"], arrays["rgb_offsets"] = _concat(jpegs)
+    arrays["dm_blob"], arrays["dm_offsets"] = _concat([blob for blob, _ in packed])
+    arrays["dm_box"] = np.array([box for _, box in packed], np.int32)
+    arrays["image_hw"] = np.array(hw, np.int32)
+    for name in _FIELDS:
+        arrays[name] = np.stack([getattr(s, name) for s in samples]).astype(_DTYPES.get(name, np.float32))
+    arrays["identity"] = np.array([s.identity for s in samples], np.int64)
+    arrays["label"] = np.array([s.label for s in samples], "<U16")
+    return arrays
+
+
+def write_shard(path: Path, samples: list[Sample]) -> str:
+    """Write atomically (tmp + fsync + rename); return the file's sha256."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **encode_shard(samples))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return sha256_of(path)
+
+
+class ShardReader:
+    """Random access to the samples of one shard; decodes a sample only when asked."""
+
+    def __init__(self, path: Path, expected_sha256: str | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CorruptShardError(f"{self.path}: shard missing; regenerate the dataset (it resumes)")
+        if expected_sha256 is not None and sha256_of(self.path) != expected_sha256:
+            raise CorruptShardError(
+                f"{self.path}: sha256 does not match the dataset index; delete it and rerun the "
+                "dataset command to regenerate it"
+            )
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                self._a = {k: z[k] for k in z.files}
+        except Exception as exc:  # zipfile/numpy raise many types for a damaged file
+            raise CorruptShardError(f"{self.path}: unreadable shard ({exc}); regenerate it") from exc
+
+    def __len__(self) -> int:
+        return len(self._a["identity"])
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._a["label"]
+
+    @property
+    def identities(self) -> np.ndarray:
+        return self._a["identity"]
+
+    def rgb(self, i: int) -> np.ndarray:
+        a = self._a
+        jpeg = a["rgb_jpeg"][a["rgb_offsets"][i] : a["rgb_offsets"][i + 1]]
+        bgr = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise CorruptShardError(f"{self.path}: frame {i} does not decode")
+        return bgr[:, :, ::-1].copy()
+
+    def depth_and_mask(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        a = self._a
+        h, w = (int(v) for v in a["image_hw"])
+        y0, y1, x0, x1 = (int(v) for v in a["dm_box"][i])
+        raw = zlib.decompress(a["dm_blob"][a["dm_offsets"][i] : a["dm_offsets"][i + 1]].tobytes())
+        n = (y1 - y0) * (x1 - x0)
+        depth = np.zeros((h, w), np.float32)
+        mask = np.zeros((h, w), np.uint8)
+        depth[y0:y1, x0:x1] = np.frombuffer(raw[: 4 * n], np.float32).reshape(y1 - y0, x1 - x0)
+        mask[y0:y1, x0:x1] = np.frombuffer(raw[4 * n :], np.uint8).reshape(y1 - y0, x1 - x0)
+        return depth, mask
+
+    def sample(self, i: int) -> Sample:
+        depth, mask = self.depth_and_mask(i)
+        fields = {name: self._a[name][i] for name in _FIELDS}
+        return Sample(
+            rgb=self.rgb(i),
+            depth_mm=depth,
+            mask=mask,
+            identity=int(self._a["identity"][i]),
+            label=str(self._a["label"][i]),
+            **fields,
+        )
+
+    def __iter__(self):
+        return (self.sample(i) for i in range(len(self)))
