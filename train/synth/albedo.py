@@ -254,7 +254,7 @@ def sample_appearance(rng: np.random.Generator) -> Appearance:
         eyeshadow=float(rng.uniform(0.2, 0.7)) if makeup and rng.random() < 0.5 else 0.0,
         eyeshadow_rgb=_tup(colour(EYESHADOW_COLOURS)),
         eyeliner=float(rng.uniform(0.4, 1.0)) if makeup and rng.random() < 0.5 else 0.0,
-        blush=float(rng.uniform(0.15, 0.5)) if makeup and rng.random() < 0.45 else 0.0,
+        blush=float(rng.uniform(0.1, 0.35)) if makeup and rng.random() < 0.45 else 0.0,
         blush_rgb=_tup(colour(BLUSH_COLOURS)),
         brow_rgb=_tup(brow_rgb),
         brow_thickness=float(rng.uniform(3.5, 6.0) if male else rng.uniform(2.5, 4.5)),
@@ -647,7 +647,7 @@ def _atlas(size: int) -> _Atlas:
     behind = (93.0 - theta) * 0.6
     lips_out = lip_dist - 1.5
     full = np.minimum(np.minimum(cheek_line, neck_line), np.minimum(behind, lips_out))
-    must = np.minimum(np.minimum(-48.0 - y, 28.0 - ax), np.minimum(y + 71.0, lips_out + 1.0))
+    must = np.minimum(np.minimum(-48.0 - y, 28.0 - ax), np.minimum(y + 67.0, lips_out - 0.5))
     must = np.minimum(must, 2.0 * (40.0 - z))  # not into the nostrils
     chin = np.minimum(np.minimum(20.0 - 0.7 * ax, -74.0 - y), np.minimum(y + 118.0, z + 20.0))
     chin = np.minimum(chin, lips_out)
@@ -827,7 +827,7 @@ def _k_scalp(t, d, gf, gt, gs, blotch, strands, recession, temple, sideburn, cov
 def _k_beard(t, full, must, chin, strap, blotch, fine, spot, strands, style, density, beard, shadow):
     # style: index into BEARD_STYLES ("none", "stubble", "full", "goatee", "moustache", "chin_strap")
     h, w = full.shape
-    stubble = 0.55 if style == 1 else 0.3
+    stubble = 0.55 if style == 1 else 0.2
     for i in range(h):
         for j in range(w):
             jag = 2.0 * blotch[i, j] + fine[i, j]
@@ -983,6 +983,15 @@ def _draw_fringe(app: Appearance, out: np.ndarray, lm: np.ndarray, rng: np.rando
     if not np.isfinite(iod) or iod < 4:
         return
     origin = lm[17:27].mean(0)
+    # Vertical lengths: the head's pitch from how short the nose (27 → 30) looks against brows → chin
+    # (nose ~ (dy, dz) = (-43, 23) mm, brows → chin ~ (-130, -10) mm), then forehead heights in mm
+    # projected with it: the forehead leans back, so it shrinks fast when the face tilts up.
+    nose, face = (lm[27] - lm[30]) @ up, (origin - lm[8]) @ up
+    r = nose / max(face, 1e-6)
+    pitch = float(np.clip(np.arctan2(43.0 - 130.0 * r, 23.0 + 10.0 * r), -0.8, 0.8))
+    c, s = np.cos(pitch), np.sin(pitch)
+    px_mm = max(face / (130.0 * c + 10.0 * s), 0.2 * iod / 62.0)
+    fore = px_mm * max(c - 0.3 * s, 0.2)  # px per mm of height on the forehead
     bx, by = (lm[17:27] - origin) @ right, (lm[17:27] - origin) @ up
     jaw = np.sort([(lm[0] - origin) @ right, (lm[16] - origin) @ right])
     x0, x1 = max(bx.min() - 0.3 * iod, jaw[0]), min(bx.max() + 0.3 * iod, jaw[1])
@@ -991,13 +1000,14 @@ def _draw_fringe(app: Appearance, out: np.ndarray, lm: np.ndarray, rng: np.rando
     n = 64
     xs = np.linspace(x0, x1, n)
     side = np.linspace(-1, 1, n)
-    top = 1.5 * iod * np.sqrt(np.clip(1.0 - 0.85 * side**2, 0, 1))  # roughly the skull's outline
+    crown = px_mm * max(80.0 * c - 50.0 * s, 15.0)  # a point between hairline and crown
+    top = crown * np.sqrt(np.clip(1.0 - 0.85 * side**2, 0, 1))  # roughly the skull's outline
     order = np.argsort(bx)
-    base = np.interp(xs, bx[order], by[order]) + 0.08 * iod + (1.0 - app.fringe_length) * 0.8 * iod
+    base = np.interp(xs, bx[order], by[order]) + fore * (5.0 + (1.0 - app.fringe_length) * 45.0)
     clump = (x1 - x0) / rng.uniform(4, 9)
-    tips = 0.12 * iod * np.abs(np.sin(np.pi * (xs - x0) / clump + rng.uniform(0, np.pi))) ** 0.6
-    jag = np.cumsum(rng.normal(0, 0.03 * iod, n))
-    edge = base + tips + jag - jag.mean() + app.fringe_slant * 0.3 * iod * side + 0.35 * iod * side**4
+    tips = fore * 7.0 * np.abs(np.sin(np.pi * (xs - x0) / clump + rng.uniform(0, np.pi))) ** 0.6
+    jag = np.cumsum(rng.normal(0, fore * 2.0, n))
+    edge = base + tips + jag - jag.mean() + fore * (18.0 * app.fringe_slant * side + 22.0 * side**4)
     edge = np.minimum(edge, top)
 
     def to_img(x, y):
@@ -1032,7 +1042,7 @@ def _draw_fringe(app: Appearance, out: np.ndarray, lm: np.ndarray, rng: np.rando
     rel = np.stack([xx + corner[0] - origin[0], yy + corner[1] - origin[1]], -1)
     height = rel @ up.astype(np.float32)
     across = rel @ right.astype(np.float32)
-    alpha *= np.clip((np.interp(across, xs, top) - height) / (0.3 * iod), 0, 1)
+    alpha *= np.clip((np.interp(across, xs, top) - height) / (fore * 18.0), 0, 1)
     region = out[box]
     region += alpha[..., None] * (layer - region)
 
@@ -1228,6 +1238,7 @@ def main(argv=None) -> None:
         sheet(args.sheet, seed=args.seed)
         print(f"wrote {args.sheet}")
     if args.bench or not args.sheet:
+        _atlas.cache_clear()
         t0 = time.perf_counter()
         _atlas(args.size)
         print(f"atlas (once per size): {(time.perf_counter() - t0) * 1000:.0f} ms")

@@ -100,20 +100,23 @@ class AttackLayer:
 
 
 def place_medium(medium: Medium, camera: Camera, rng: np.random.Generator):
-    """Rotation and centre so that the medium fills 35-90% of the frame height, near the centre."""
+    """Rotation and centre so that the medium fills 50-100% of the frame height, near the centre."""
     h, w = camera.hw
     f = camera.K[0, 0]
-    frac = rng.uniform(0.35, 0.9)
+    frac = rng.uniform(0.5, 1.0)
     dist = f * max(medium.height_mm / (frac * h), medium.width_mm / (0.95 * w))
     dist = float(np.clip(dist, 150.0, 1500.0))
     ypr = np.array([rng.uniform(-25, 25), rng.uniform(-20, 20), rng.uniform(-15, 15)])
     centre_px = np.array([w / 2 + rng.normal(0, 0.08 * w), h / 2 + rng.normal(0, 0.08 * h)])
-    centre = np.array([(centre_px[0] - camera.K[0, 2]) / f, (centre_px[1] - camera.K[1, 2]) / camera.K[1, 1], 1.0])
+    centre = np.array(
+        [(centre_px[0] - camera.K[0, 2]) / f, (centre_px[1] - camera.K[1, 2]) / camera.K[1, 1], 1.0]
+    )
     return rotation_ypr(*ypr), centre * dist, ypr
 
 
-def render_attack(photo: Photo, medium: Medium, camera: Camera, lighting: Lighting,
-                  rng: np.random.Generator) -> AttackLayer:
+def render_attack(
+    photo: Photo, medium: Medium, camera: Camera, lighting: Lighting, rng: np.random.Generator
+) -> AttackLayer:
     rot, centre, ypr = place_medium(medium, camera, rng)
     g = np.linspace(0.0, 1.0, GRID)
     uv = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
@@ -145,8 +148,15 @@ def render_attack(photo: Photo, medium: Medium, camera: Camera, lighting: Lighti
     lm3 = medium_points(medium, lm_uv) @ rot.T + centre
     lm2 = project(lm3, camera.K)
     inside = (lm2[:, 0] >= 0) & (lm2[:, 0] < camera.hw[1]) & (lm2[:, 1] >= 0) & (lm2[:, 1] < camera.hw[0])
-    return AttackLayer(radiance, raster.depth, mask, lm2.astype(np.float32), lm3.astype(np.float32),
-                       photo.landmarks_visible & inside, ypr.astype(np.float32))
+    return AttackLayer(
+        radiance,
+        raster.depth,
+        mask,
+        lm2.astype(np.float32),
+        lm3.astype(np.float32),
+        photo.landmarks_visible & inside,
+        ypr.astype(np.float32),
+    )
 
 
 def _photo_to_medium_uv(xy: np.ndarray, photo_hw, medium: Medium) -> np.ndarray:
@@ -160,11 +170,18 @@ def _medium_texture(photo: Photo, medium: Medium, rng: np.random.Generator):
     long_side = 640
     scale = long_side / max(medium.width_mm, medium.height_mm)
     tw, th = max(int(medium.width_mm * scale), 8), max(int(medium.height_mm * scale), 8)
-    surround = rng.uniform(0.75, 0.95) * np.ones(3) if not medium.emissive else rng.uniform(0.0, 0.04) * np.ones(3)
+    surround = (
+        rng.uniform(0.75, 0.95) * np.ones(3) if not medium.emissive else rng.uniform(0.0, 0.04) * np.ones(3)
+    )
     tex = np.ones((th, tw, 3), np.float32) * surround.astype(np.float32)
     tmask = np.zeros((th, tw), np.uint8)
     u0, v0, u1, v1 = medium.content_box
-    x0, y0, x1, y1 = int(u0 * tw), int(v0 * th), max(int(u1 * tw), int(u0 * tw) + 1), max(int(v1 * th), int(v0 * th) + 1)
+    x0, y0, x1, y1 = (
+        int(u0 * tw),
+        int(v0 * th),
+        max(int(u1 * tw), int(u0 * tw) + 1),
+        max(int(v1 * th), int(v0 * th) + 1),
+    )
     content = (photo.rgb.astype(np.float32) / 255.0) ** 2.2  # back to linear light
     tex[y0:y1, x0:x1] = cv2.resize(content, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
     tmask[y0:y1, x0:x1] = cv2.resize(photo.mask, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
@@ -234,7 +251,11 @@ def draw_fingers(radiance: np.ndarray, depth: np.ndarray, mask: np.ndarray, rng:
         t = rng.uniform(0.2, 0.8)
         cx = int(x0 + t * (x1 - x0)) if side < 2 else (x0 if side == 2 else x1)
         cy = (y0 if side == 0 else y1) if side < 2 else int(y0 + t * (y1 - y0))
-        axes = (size, int(size * rng.uniform(1.5, 2.5))) if side < 2 else (int(size * rng.uniform(1.5, 2.5)), size)
+        axes = (
+            (size, int(size * rng.uniform(1.5, 2.5)))
+            if side < 2
+            else (int(size * rng.uniform(1.5, 2.5)), size)
+        )
         cv2.ellipse(canvas, (int(cx), int(cy)), axes, float(rng.uniform(-20, 20)), 0, 360, 1, -1)
     finger = canvas.astype(bool)
     radiance[finger] = skin * rng.uniform(0.3, 1.0)

@@ -24,7 +24,9 @@ def make_background(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray
     """(H, W, 3) float32 linear RGB in [0, 1]."""
     h, w = hw
     small = (max(h // 4, 8), max(w // 4, 8))
-    base = rng.uniform(0.05, 0.8, 3) * rng.uniform(0.6, 1.0)
+    # Walls are mostly muted: a grey level with a mild tint, sometimes a stronger colour.
+    saturation = rng.choice([0.15, 0.5], p=[0.8, 0.2])
+    base = rng.uniform(0.05, 0.75) * (1 + saturation * rng.uniform(-1, 1, 3))
     tint = rng.uniform(-0.1, 0.1, 3)
     ys = np.linspace(-1, 1, small[0])[:, None, None]
     xs = np.linspace(-1, 1, small[1])[None, :, None]
@@ -41,17 +43,26 @@ def make_background(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray
 
 def _draw_shape(rng: np.random.Generator, img: np.ndarray) -> None:
     h, w = img.shape[:2]
-    colour = tuple(float(c) for c in rng.uniform(0.0, 1.0, 3) * rng.uniform(0.2, 1.0))
+    grey = rng.uniform(0.0, 0.9)
+    colour = tuple(float(c) for c in np.clip(grey * (1 + rng.uniform(-0.6, 0.6, 3)), 0, 1))
     kind = rng.integers(0, 4)
     x0, y0 = int(rng.integers(-w // 4, w)), int(rng.integers(-h // 4, h))
-    x1, y1 = x0 + int(rng.integers(w // 10, w // 2)), y0 + int(rng.integers(h // 10, h))
+    x1, y1 = x0 + int(rng.integers(1 + w // 10, 2 + w // 2)), y0 + int(rng.integers(1 + h // 10, 2 + h))
     if kind == 0:  # door, cupboard, poster
         cv2.rectangle(img, (x0, y0), (x1, y1), colour, -1)
     elif kind == 1:  # frame edge, shelf, cable
         cv2.line(img, (x0, y0), (x1, y1), colour, int(rng.integers(1, 4)))
     elif kind == 2:  # lamp, plant, clock
-        cv2.ellipse(img, (x0, y0), (int(rng.integers(3, w // 6)), int(rng.integers(3, h // 6))),
-                    float(rng.uniform(0, 180)), 0, 360, colour, -1)
+        cv2.ellipse(
+            img,
+            (x0, y0),
+            (int(rng.integers(1, max(w // 6, 2))), int(rng.integers(1, max(h // 6, 2)))),
+            float(rng.uniform(0, 180)),
+            0,
+            360,
+            colour,
+            -1,
+        )
     else:  # window: bright, slightly blue
         bright = tuple(float(c) for c in np.clip(rng.uniform(0.8, 1.0) * np.array([0.9, 0.95, 1.0]), 0, 1))
         cv2.rectangle(img, (x0, y0), (x1, y1), bright, -1)

@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from train.synth.dataset_index import DatasetError, DatasetIndex, ShardEntry, split_for_shard
-from train.synth.generator import GeneratorConfig, generate_shard
+from train.synth.generator import GeneratorConfig, generate_shard, warm_up
 from train.synth.shards import write_shard
 
 log = logging.getLogger(__name__)
@@ -42,16 +42,31 @@ class DatasetPlan:
         return min(self.shard_size, self.n - shard_id * self.shard_size)
 
     def meta(self) -> dict:
-        return {"generator": self.config.to_dict(), "n": self.n, "seed": self.seed,
-                "shard_size": self.shard_size, "source_commit": source_commit()}
+        return {
+            "generator": self.config.to_dict(),
+            "n": self.n,
+            "seed": self.seed,
+            "shard_size": self.shard_size,
+            "source_commit": source_commit(),
+        }
 
 
 def source_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5,
-                               cwd=Path(__file__).resolve().parent).stdout.strip()
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
@@ -66,8 +81,10 @@ def _open_index(plan: DatasetPlan) -> DatasetIndex:
         old = {k: v for k, v in index.meta.items() if k != "source_commit"}
         new = {k: v for k, v in plan.meta().items() if k != "source_commit"}
         if _jsonish(old) != _jsonish(new):
-            raise DatasetError(f"{plan.out} holds a dataset made with other arguments; "
-                               "rerun with the same --n/--seed/--shard-size/config, or choose a new --out")
+            raise DatasetError(
+                f"{plan.out} holds a dataset made with other arguments; "
+                "rerun with the same --n/--seed/--shard-size/config, or choose a new --out"
+            )
         return index
     index = DatasetIndex(root=plan.out, image_hw=(plan.config.height, plan.config.width), meta=plan.meta())
     index.save()
@@ -86,8 +103,12 @@ def _work(args: tuple[DatasetPlan, int]) -> tuple[int, ShardEntry, int]:
     name = f"shard-{shard_id:05d}.npz"
     sha = write_shard(plan.out / name, samples)
     entry = ShardEntry(
-        file=name, split=split_for_shard(shard_id), n=len(samples), sha256=sha,
-        labels=dict(Counter(s.label for s in samples)), identities=sorted({s.identity for s in samples}),
+        file=name,
+        split=split_for_shard(shard_id),
+        n=len(samples),
+        sha256=sha,
+        labels=dict(Counter(s.label for s in samples)),
+        identities=sorted({s.identity for s in samples}),
     )
     return shard_id, entry, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
@@ -109,8 +130,12 @@ def write_dataset(plan: DatasetPlan, workers: int, progress: bool = True) -> Wri
     todo = [s for s in range(plan.n_shards) if not index.is_complete(s)]
     skipped = sum(plan.shard_n(s) for s in range(plan.n_shards) if s not in todo)
     total = sum(plan.shard_n(s) for s in todo)
-    bar = tqdm(total=total, unit="frame", desc=f"dataset {plan.out.name}", disable=not progress, smoothing=0.1)
+    bar = tqdm(
+        total=total, unit="frame", desc=f"dataset {plan.out.name}", disable=not progress, smoothing=0.1
+    )
     peak_kb = 0
+    if todo:
+        warm_up(plan.config)
     start = time.perf_counter()
     ctx = mp.get_context("fork")
     try:
@@ -122,8 +147,10 @@ def write_dataset(plan: DatasetPlan, workers: int, progress: bool = True) -> Wri
                 bar.update(entry.n)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
-            raise DatasetError(f"disk full while writing {plan.out}: free some space and rerun the same "
-                               "command; finished shards are kept and the interrupted one is regenerated") from exc
+            raise DatasetError(
+                f"disk full while writing {plan.out}: free some space and rerun the same "
+                "command; finished shards are kept and the interrupted one is regenerated"
+            ) from exc
         raise
     finally:
         bar.close()

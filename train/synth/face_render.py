@@ -8,9 +8,10 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from train.synth import albedo as albedo_lib
 from train.synth import morph
 from train.synth.camera import HEAD_TO_CAMERA, Camera, rotation_ypr
-from train.synth.head import PART_SKIN, head_mesh, vertex_normals
+from train.synth.head import PART_EYE, PART_SKIN, head_mesh, vertex_normals
 from train.synth.raster import project, rasterize, sample_texture
 from train.synth.sample import MASK_FACE, MASK_HEAD
 from train.synth.shading import Lighting, shade
@@ -75,14 +76,18 @@ def _landmarks_and_face_triangles() -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_identity(identity_id: int, rng: np.random.Generator) -> Identity:
-    from train.synth import albedo
-
     id_basis, _ = morph.load_bases()
     neutral = head_mesh().vertices + morph.apply(id_basis, morph.sample_identity_weights(id_basis, rng))
     eyes = neutral[_eye_vertices()]
     neutral = neutral - eyes.mean(axis=0)  # keep the head frame's origin between the eyes
-    appearance = albedo.sample_appearance(rng)
-    return Identity(identity_id, neutral.astype(np.float32), albedo.make_albedo(appearance, rng), appearance)
+    appearance = albedo_lib.sample_appearance(rng)
+    texture = albedo_lib.make_albedo(appearance, rng)
+    return Identity(identity_id, neutral.astype(np.float32), texture, appearance)
+
+
+@lru_cache(maxsize=1)
+def _eye_coordinates() -> np.ndarray:
+    return albedo_lib.eye_coordinates()
 
 
 @lru_cache(maxsize=1)
@@ -98,8 +103,14 @@ def _material(tri_part: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarra
     return spec, shin
 
 
-def render_face(identity: Identity, expression: np.ndarray, pose: HeadPose, camera: Camera,
-                lighting: Lighting, rng: np.random.Generator) -> FaceLayer:
+def render_face(
+    identity: Identity,
+    expression: np.ndarray,
+    pose: HeadPose,
+    camera: Camera,
+    lighting: Lighting,
+    rng: np.random.Generator,
+) -> FaceLayer:
     mesh = head_mesh()
     _, expr_basis = morph.load_bases()
     head_pts = identity.neutral + morph.apply(expr_basis, expression)
@@ -112,9 +123,15 @@ def render_face(identity: Identity, expression: np.ndarray, pose: HeadPose, came
     n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-6)
     uv = raster.at_hits(mesh.tri_uv)
     size = identity.albedo.shape[0]
-    albedo = sample_texture(identity.albedo, uv[:, 0] * size, uv[:, 1] * size, cv2.INTER_LINEAR, cv2.BORDER_WRAP)
+    albedo = sample_texture(
+        identity.albedo, uv[:, 0] * size, uv[:, 1] * size, cv2.INTER_LINEAR, cv2.BORDER_WRAP
+    )
     spec, shin = _material(mesh.tri_part, rng)
     tri = raster.tri.ravel()[hit]
+    on_eye = mesh.tri_part[tri] == PART_EYE
+    if on_eye.any():  # the eyeball's UV island is too small for an iris: paint it procedurally
+        eye_uv = raster.at_hits(_eye_coordinates()[mesh.triangles])[on_eye]
+        albedo[on_eye] = albedo_lib.eye_albedo(identity.appearance, eye_uv)
     points = raster.at_hits(pts[mesh.triangles].astype(np.float32))
     h, w = camera.hw
     radiance = np.zeros((h * w, 3), np.float32)
@@ -185,10 +202,12 @@ def _torso_mask(pose: HeadPose, camera: Camera) -> np.ndarray:
     The mesh ends in a cut neck; clothing in front of it is what a real frame shows there.
     """
     angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
-    ring = NECK_CENTRE_MM + np.stack([np.cos(angles) * NECK_RADIUS_MM, np.zeros_like(angles),
-                                      np.sin(angles) * NECK_RADIUS_MM], 1)
-    shoulders = NECK_CENTRE_MM + np.stack([np.cos(angles) * 190.0, np.full_like(angles, -90.0),
-                                           np.sin(angles) * 90.0], 1)
+    ring = NECK_CENTRE_MM + np.stack(
+        [np.cos(angles) * NECK_RADIUS_MM, np.zeros_like(angles), np.sin(angles) * NECK_RADIUS_MM], 1
+    )
+    shoulders = NECK_CENTRE_MM + np.stack(
+        [np.cos(angles) * 190.0, np.full_like(angles, -90.0), np.sin(angles) * 90.0], 1
+    )
     pts = project(pose.transform(np.concatenate([ring, shoulders])), camera.K)
     h, w = camera.hw
     below = pts.copy()

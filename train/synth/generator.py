@@ -53,7 +53,9 @@ def sample_pose(cfg: GeneratorConfig, camera: Camera, rng: np.random.Generator, 
     h, w = camera.hw
     # Closer faces are larger, so keep them nearer the centre to stay inside the frame.
     spread = np.clip((dist - 250.0) / 900.0, 0.05, 0.3)
-    eyes_px = np.array([w * (0.5 + rng.uniform(-spread, spread)), h * (0.45 + rng.uniform(-spread, spread) * 0.8)])
+    eyes_px = np.array(
+        [w * (0.5 + rng.uniform(-spread, spread)), h * (0.45 + rng.uniform(-spread, spread) * 0.8)]
+    )
     eyes_cam = ray_through(camera, eyes_px) * dist
     pose = HeadPose(yaw, pitch, roll, pivot_cam=np.zeros(3))
     # Place the pivot so that the head-frame origin (between the eyes) lands on eyes_cam.
@@ -61,25 +63,33 @@ def sample_pose(cfg: GeneratorConfig, camera: Camera, rng: np.random.Generator, 
     return HeadPose(yaw, pitch, roll, pivot_cam=eyes_cam - offset)
 
 
-def _compose_face(layer: FaceLayer, identity: Identity, background: np.ndarray, torso_colour,
-                  rng: np.random.Generator) -> np.ndarray:
+def _compose_face(
+    layer: FaceLayer, identity: Identity, background: np.ndarray, torso_colour, rng: np.random.Generator
+) -> np.ndarray:
     img = background.copy()
     covered = layer.covered
     img[covered] = layer.radiance[covered]
     img[layer.torso] = torso_colour * (0.85 + 0.15 * rng.random())
     if rng.random() < albedo.OCCLUDER_PROBABILITY:
-        img = albedo.draw_occluders(identity.appearance, img, layer.landmarks_2d, layer.landmarks_visible, rng)
+        img = albedo.draw_occluders(
+            identity.appearance, img, layer.landmarks_2d, layer.landmarks_visible, rng
+        )
     return img
 
 
-def render_bona_fide(cfg: GeneratorConfig, identity: Identity, camera: Camera, rng: np.random.Generator,
-                     pose: HeadPose | None = None) -> tuple[np.ndarray, FaceLayer, HeadPose]:
+def render_bona_fide(
+    cfg: GeneratorConfig,
+    identity: Identity,
+    camera: Camera,
+    rng: np.random.Generator,
+    pose: HeadPose | None = None,
+) -> tuple[np.ndarray, FaceLayer, HeadPose]:
     """Linear-light frame of the identity in front of a procedural background."""
     _, expr_basis = morph.load_bases()
     pose = pose or sample_pose(cfg, camera, rng)
     expression = morph.sample_expression_weights(expr_basis, rng)
     layer = render_face(identity, expression, pose, camera, sample_lighting(rng), rng)
-    torso_colour = (rng.uniform(0.02, 0.7, 3) * rng.uniform(0.3, 1.0)).astype(np.float32)
+    torso_colour = (rng.uniform(0.02, 0.6) * (1 + rng.uniform(-0.5, 0.5, 3))).astype(np.float32)
     img = _compose_face(layer, identity, make_background(rng, camera.hw), torso_colour, rng)
     return img, layer, pose
 
@@ -95,7 +105,7 @@ def make_photo(cfg: GeneratorConfig, identity: Identity, rng: np.random.Generato
     camera = sample_camera(rng, (h, w), (40.0, 70.0))
     portrait = GeneratorConfig(height=h, width=w, yaw_deg=20, pitch_deg=15, roll_deg=10, frontal_share=1.0)
     f = camera.K[0, 0]
-    distance = f * 190.0 / (h * rng.uniform(0.35, 0.7))  # the face fills 35-70% of the photo height
+    distance = f * 190.0 / (h * rng.uniform(0.5, 0.85))  # the face fills 50-85% of the photo height
     pose = sample_pose(portrait, camera, rng, distance=distance)
     img, layer, _ = render_bona_fide(portrait, identity, camera, rng, pose)
     rgb = apply_sensor(img, sample_sensor(rng), rng)
@@ -117,14 +127,33 @@ def generate_sample(cfg: GeneratorConfig, identity: Identity, label: str, rng: n
         img[covered] = layer.radiance[covered]
         depth, mask = layer.depth, layer.mask
         draw_fingers(img, depth, mask, rng)
-        lm2, lm3, vis, pose_deg = layer.landmarks_2d, layer.landmarks_3d, layer.landmarks_visible, layer.pose_deg
+        lm2, lm3, vis, pose_deg = (
+            layer.landmarks_2d,
+            layer.landmarks_3d,
+            layer.landmarks_visible,
+            layer.pose_deg,
+        )
     rgb = apply_sensor(img, sample_sensor(rng), rng)
     return Sample(
-        rgb=rgb, depth_mm=depth.astype(np.float32), mask=mask.astype(np.uint8),
-        landmarks_2d=lm2, landmarks_3d=lm3, landmarks_visible=vis,
-        intrinsics=camera.K.astype(np.float32), pose_deg=pose_deg.astype(np.float32),
-        face_box=_face_box(lm2), identity=identity.identity_id, label=label,
+        rgb=rgb,
+        depth_mm=depth.astype(np.float32),
+        mask=mask.astype(np.uint8),
+        landmarks_2d=lm2,
+        landmarks_3d=lm3,
+        landmarks_visible=vis,
+        intrinsics=camera.K.astype(np.float32),
+        pose_deg=pose_deg.astype(np.float32),
+        face_box=_face_box(lm2),
+        identity=identity.identity_id,
+        label=label,
     )
+
+
+def warm_up(cfg: GeneratorConfig) -> None:
+    """Build the caches (morph basis, texture atlas, landmarks) and compile the numba kernels once,
+    before worker processes fork, so that every worker starts fast and shares the memory."""
+    small = GeneratorConfig(height=96, width=128, attack_share=0.5)
+    generate_shard(small, 0, 0, 2)
 
 
 def shard_labels(cfg: GeneratorConfig, n: int, rng: np.random.Generator) -> list[str]:
@@ -146,8 +175,9 @@ def generate_shard(cfg: GeneratorConfig, seed: int, shard_id: int, n: int, on_sa
         if k not in identities:
             identity_id = shard_id * 100_000 + k  # unique per shard → identity-disjoint splits
             identities[k] = make_identity(identity_id, np.random.default_rng([seed, shard_id, k, 1]))
-        samples.append(generate_sample(cfg, identities[k], label, np.random.default_rng([seed, shard_id, i, 2])))
+        samples.append(
+            generate_sample(cfg, identities[k], label, np.random.default_rng([seed, shard_id, i, 2]))
+        )
         if on_sample:
             on_sample()
     return samples
-

@@ -28,8 +28,16 @@ SKIP_UNITS = ("tongueOut",)
 CACHE_VERSION = 1
 _PAIR = re.compile(r"^(.*)-(decr|down|in|backward|concave|compress|pointed|square|less|min)$")
 _OPPOSITE = {
-    "decr": "incr", "down": "up", "in": "out", "backward": "forward", "concave": "convex",
-    "compress": "uncompress", "pointed": "triangle", "square": "round", "less": "more", "min": "max",
+    "decr": "incr",
+    "down": "up",
+    "in": "out",
+    "backward": "forward",
+    "concave": "convex",
+    "compress": "uncompress",
+    "pointed": "triangle",
+    "square": "round",
+    "less": "more",
+    "min": "max",
 }
 
 
@@ -79,14 +87,21 @@ def load_bases() -> tuple[MorphBasis, MorphBasis]:
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
             if list(z["identity_names"]) == identity_names and list(z["unit_names"]) == unit_names:
-                return (MorphBasis(tuple(identity_names), z["identity"]),
-                        MorphBasis(tuple(unit_names), z["units"]))
+                return (
+                    MorphBasis(tuple(identity_names), z["identity"]),
+                    MorphBasis(tuple(unit_names), z["units"]),
+                )
     identity, units = _build(identity_names), _build(unit_names)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
-        np.savez(f, identity=identity, units=units, identity_names=np.array(identity_names),
-                 unit_names=np.array(unit_names))
+        np.savez(
+            f,
+            identity=identity,
+            units=units,
+            identity_names=np.array(identity_names),
+            unit_names=np.array(unit_names),
+        )
     os.replace(tmp, path)
     return MorphBasis(tuple(identity_names), identity), MorphBasis(tuple(unit_names), units)
 
@@ -123,8 +138,12 @@ def _macro_weights(rng: np.random.Generator) -> dict[str, float]:
     age = {"young": 1.0 - old, "old": old}
     muscle = _tri_blend(rng.uniform(0.1, 0.9))
     weight = _tri_blend(rng.beta(2, 2))
-    w = {f"macrodetails/{r}-{g}-{a}": race[i] * gender[g] * age[a]
-         for i, r in enumerate(RACES) for g in gender for a in AGES}
+    w = {
+        f"macrodetails/{r}-{g}-{a}": race[i] * gender[g] * age[a]
+        for i, r in enumerate(RACES)
+        for g in gender
+        for a in AGES
+    }
     for g in gender:
         for a in AGES:
             for mk, mv in muscle.items():
@@ -146,7 +165,9 @@ def sample_identity_weights(basis: MorphBasis, rng: np.random.Generator, spread:
     return np.array([w.get(n, 0.0) for n in basis.names], np.float32)
 
 
-def sample_expression_weights(basis: MorphBasis, rng: np.random.Generator, p_neutral: float = 0.35) -> np.ndarray:
+def sample_expression_weights(
+    basis: MorphBasis, rng: np.random.Generator, p_neutral: float = 0.35
+) -> np.ndarray:
     """Mostly neutral or mild expressions; a few units at a time, paired sides kept together."""
     w = np.zeros(len(basis.names), np.float32)
     if rng.random() < p_neutral:

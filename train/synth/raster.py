@@ -35,16 +35,26 @@ class Raster:
 
     def at_hits(self, corner_values: np.ndarray) -> np.ndarray:
         """Interpolate per-triangle-corner values (F, 3, C) at the covered pixels → (P, C)."""
-        tri = self.tri.ravel()[self.hit_index]
-        bary = self.bary.reshape(-1, 3)[self.hit_index]
-        corners = corner_values[tri]
-        return np.einsum("pk,pkc->pc", bary, corners, optimize=False).astype(np.float32)
+        corners = np.ascontiguousarray(corner_values, np.float32).reshape(len(corner_values), 3, -1)
+        return _interpolate_hits(self.hit_index, self.tri.ravel(), self.bary.reshape(-1, 3), corners)
 
 
 def project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
     """Camera-frame points (N, 3) → pixel coordinates (N, 2), pixel centres at +0.5."""
     z = points[:, 2:3]
     return (points[:, :2] / z) * np.array([K[0, 0], K[1, 1]]) + np.array([K[0, 2], K[1, 2]])
+
+
+@numba.njit(cache=True, nogil=True)
+def _interpolate_hits(hit_index, tri_flat, bary_flat, corners):
+    out = np.empty((hit_index.size, corners.shape[2]), np.float32)
+    for p in range(hit_index.size):
+        i = hit_index[p]
+        t = tri_flat[i]
+        b0, b1, b2 = bary_flat[i, 0], bary_flat[i, 1], bary_flat[i, 2]
+        for c in range(corners.shape[2]):
+            out[p, c] = b0 * corners[t, 0, c] + b1 * corners[t, 1, c] + b2 * corners[t, 2, c]
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -109,7 +119,9 @@ def interpolate(raster: Raster, corner_values: np.ndarray) -> np.ndarray:
     return out.reshape(h, w, -1)
 
 
-def sample_texture(texture: np.ndarray, x: np.ndarray, y: np.ndarray, interpolation: int, border: int) -> np.ndarray:
+def sample_texture(
+    texture: np.ndarray, x: np.ndarray, y: np.ndarray, interpolation: int, border: int
+) -> np.ndarray:
     """Sample a texture at P pixel positions (x, y) → (P, C).
 
     cv2.remap limits map sides to 32767, so the P positions are laid out as rows of 1024.

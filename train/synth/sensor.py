@@ -74,14 +74,25 @@ def apply_sensor(linear: np.ndarray, p: SensorParams, rng: np.random.Generator) 
         img = cv2.GaussianBlur(img, (0, 0), p.blur_sigma)
     if p.motion_px:
         kernel = np.zeros((p.motion_px, p.motion_px), np.float32)
-        cv2.line(kernel, (0, int(rng.integers(0, p.motion_px))), (p.motion_px - 1, int(rng.integers(0, p.motion_px))), 1.0)
+        cv2.line(
+            kernel,
+            (0, int(rng.integers(0, p.motion_px))),
+            (p.motion_px - 1, int(rng.integers(0, p.motion_px))),
+            1.0,
+        )
         img = cv2.filter2D(img, -1, kernel / kernel.sum())
     # Noise is added at sensor level: darker scenes (low exposure) get relatively more of it.
     gain = 1.0 / max(p.exposure, 0.25)
     lut = (np.power(np.linspace(0, 1, _LUT_STEPS), 1.0 / p.gamma) * 255 + 0.5).astype(np.uint8)
     frame = np.empty(img.shape, np.uint8)
-    _noise_and_gamma(np.ascontiguousarray(img).ravel(), _noise_bank(rng, img.size), np.float32(p.read_noise**2 * gain),
-                     np.float32(p.shot_noise**2), lut, frame.ravel())
+    _noise_and_gamma(
+        np.ascontiguousarray(img).ravel(),
+        _noise_bank(rng, img.size),
+        np.float32(p.read_noise**2 * gain),
+        np.float32(p.shot_noise**2),
+        lut,
+        frame.ravel(),
+    )
     if p.jpeg_quality:
         ok, buf = cv2.imencode(".jpg", frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, p.jpeg_quality])
         frame = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]

@@ -26,8 +26,14 @@ def sample_lighting(rng: np.random.Generator) -> Lighting:
     return Lighting(d.astype(np.float32), colours.astype(np.float32), ambient.astype(np.float32))
 
 
-def shade(albedo: np.ndarray, normals: np.ndarray, points: np.ndarray, lighting: Lighting,
-          specular: np.ndarray, shininess: np.ndarray) -> np.ndarray:
+def shade(
+    albedo: np.ndarray,
+    normals: np.ndarray,
+    points: np.ndarray,
+    lighting: Lighting,
+    specular: np.ndarray,
+    shininess: np.ndarray,
+) -> np.ndarray:
     """Shade P surface points: albedo (P, 3), unit normals (P, 3), points (P, 3) camera frame.
 
     specular (P,) and shininess (P,) vary per point (oily nose, wet eyes). Returns linear RGB (P, 3).
