@@ -16,6 +16,7 @@ from train.config import Config, ConfigError, DataConfig, ModelConfig, TrainConf
 from train.synth.dataset_index import DatasetError, DatasetIndex
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 TINY_MODEL = ModelConfig(n_bins=10, s1_widths=(16, 16, 32, 32), s2_widths=(16, 16, 32, 32), blocks=(0,))
 
 
@@ -110,9 +111,10 @@ def test_killed_run_resumes_and_evaluates(fake, tmp_path):
     from train.evaluate import main as evaluate_main
     from train.train import train
 
-    cfg = Config(data=DataConfig(dataset=str(fake.root), batch_size=2, max_val_samples=4),
-                 model=ModelConfig(n_bins=10, s1_widths=(8, 8, 16, 16), s2_widths=(8, 8, 16, 16), blocks=(0,)),
-                 train=TrainConfig(name="t", out_dir=str(tmp_path), epochs=2, steps_per_epoch=2, verbose=0))
+    model = ModelConfig(n_bins=10, s1_widths=(8, 8, 16), s2_widths=(8, 8, 16), blocks=(0,))
+    cfg = Config(data=DataConfig(dataset=str(fake.root), batch_size=2, max_val_samples=4), model=model,
+                 train=TrainConfig(name="t", out_dir=str(tmp_path), epochs=2, steps_per_epoch=2, verbose=0,
+                                   run_eagerly=True))  # eager: 2 steps do not pay ~30 s of graph tracing
     with pytest.raises(_Died):
         train(cfg, extra_callbacks=[_Kill()])
     run = tmp_path / "t"

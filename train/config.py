@@ -71,6 +71,7 @@ class TrainConfig:
     seed: int = 0
     strategy: str = "default"  # default | mirrored | multi_worker (see train/train.py)
     jit_compile: bool = False  # XLA: on this 2-core CPU it compiled for minutes and stepped slower
+    run_eagerly: bool = False  # no graph tracing (~30 s saved), ~10× slower steps: debugging, tiny tests
     verbose: int = 1  # Keras progress: 1 = bar, 2 = Keras line per epoch, 0 = only our epoch log line
 
 

@@ -54,14 +54,14 @@ def relief_to_bins(relief: np.ndarray, face: np.ndarray, cfg: ModelConfig) -> np
 
 def _conv_bn(x, filters: int, kernel: int, stride: int, name: str):
     x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=name)(x)
-    x = layers.BatchNormalization(name=name + "_bn")(x)
+    x = layers.BatchNormalization(scale=False, name=name + "_bn")(x)
     return layers.ReLU(name=name + "_relu")(x)
 
 
 def _sep(x, filters: int, stride: int, name: str):
     """Depthwise 3×3 + pointwise 1×1, each with BN + ReLU (MobileNet block)."""
     x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=name + "_dw")(x)
-    x = layers.BatchNormalization(name=name + "_dw_bn")(x)
+    x = layers.BatchNormalization(scale=False, name=name + "_dw_bn")(x)
     x = layers.ReLU(name=name + "_dw_relu")(x)
     return _conv_bn(x, filters, 1, 1, name + "_pw")
 

@@ -82,6 +82,7 @@ def compile_model(model: keras.Model, cfg: Config, total_steps: int) -> None:
             "relief": [keras.metrics.MeanMetricWrapper(relief_mae, name="mae_mm")],
         },
         jit_compile=t.jit_compile,
+        run_eagerly=t.run_eagerly,
     )
 
 

@@ -141,7 +141,8 @@ def render_face(
     mask[hit] = np.where(tri_face[tri], MASK_FACE, MASK_HEAD)
     mask = mask.reshape(h, w)
     depth = raster.depth.copy()
-    torso = _torso_mask(pose, camera)
+    # Clothing hides the neck's cut end, never the face (the chin is in front of the collar).
+    torso = _torso_mask(pose, camera) & (mask != MASK_FACE)
     for layer in (depth, mask):
         layer[torso] = 0
     radiance[torso] = 0
