@@ -31,8 +31,8 @@ data: setup  ## write (or resume) the full synthetic dataset: N=20000 into out/s
 preview: setup  ## contact sheet of out/synth (frame | depth | mask + landmarks, attacks included)
 	$(PY) -m train.synth preview --dataset $(OUT)/synth --out $(OUT)/synth/preview.png
 
-identities: setup  ## docs/identities.png: 64 random identities
-	$(PY) -m train.synth identities --out docs/identities.png --n 64
+identities: setup  ## docs/identities.jpg: 64 random identities
+	$(PY) -m train.synth identities --out docs/identities.jpg --n 64
 
 bench-synth: setup  ## generator frames/s with 2 workers and peak memory per worker
 	$(PY) -m train.synth bench --n 256 --workers 2

@@ -28,6 +28,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from firmware_app.integrity import sha256_file
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DEST = REPO / "out" / "models" / "mediapipe"
 DEFAULT_CACHE = REPO / "out" / "cache" / "wheels"
@@ -60,14 +62,6 @@ class MediapipeModels:
     def in_dir(cls, dest: Path) -> MediapipeModels:
         names = list(MODEL_MEMBERS)
         return cls(dest / names[0], dest / names[1], dest / LICENSE_NAME, dest / SOURCE_NAME)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _is_complete(dest: Path) -> bool:

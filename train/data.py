@@ -35,6 +35,7 @@ from firmware_app.preprocess import (
     crop_to_grid,
     eye_angle_deg,
     frame_to_grid,
+    grid_frame_coords,
 )
 from train.config import Config, DataConfig, ModelConfig
 from train.model import relief_to_bins
@@ -94,8 +95,14 @@ def photometric(rgb: np.ndarray, cfg: DataConfig, rng: np.random.Generator) -> n
         img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB).astype(np.float32)
     if rng.random() < cfg.blur_prob:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.5))
-    img += rng.normal(0, rng.uniform(0, cfg.noise_std), img.shape).astype(np.float32)
+    img += rng.standard_normal(img.shape, dtype=np.float32) * rng.uniform(0, cfg.noise_std)
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+
+
+def _inside_frame(t: CropTransform, hw: tuple[int, int]) -> np.ndarray:
+    """(160, 160) bool: input pixels whose centre lies inside the frame (the rest is black on the device)."""
+    xy = grid_frame_coords(t, INPUT_SIZE)
+    return (xy[..., 0] > -0.5) & (xy[..., 0] < hw[1] - 0.5) & (xy[..., 1] > -0.5) & (xy[..., 1] < hw[0] - 0.5)
 
 
 def make_example(sample: Sample, data: DataConfig, model: ModelConfig, rng: np.random.Generator | None = None,
@@ -106,7 +113,7 @@ def make_example(sample: Sample, data: DataConfig, model: ModelConfig, rng: np.r
     relief, face = relief_targets(sample.depth_mm, sample.mask, t)
     lms = frame_to_grid(sample.landmarks_2d, t).astype(np.float32)
     if augment and rng is not None:
-        inside = crop_input(np.full(sample.rgb.shape[:2], 255, np.uint8), t) > 127
+        inside = _inside_frame(t, sample.rgb.shape[:2])
         if data.flip and rng.random() < 0.5:  # landmarks are left unflipped: training does not use them
             rgb, relief, face, inside = (a[:, ::-1].copy() for a in (rgb, relief, face, inside))
         rgb = photometric(rgb, data, rng) * inside[..., None]

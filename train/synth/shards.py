@@ -21,7 +21,6 @@ checked on read, so a truncated or altered shard is never taken as valid.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zlib
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from firmware_app.integrity import sha256_file as sha256_of
 from train.synth.sample import Sample
 
 JPEG_QUALITY = 95
@@ -38,14 +38,6 @@ _DTYPES = {"landmarks_visible": bool}
 
 class CorruptShardError(RuntimeError):
     """A shard that is missing, truncated or does not match its recorded hash."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _labelled_box(mask: np.ndarray) -> tuple[int, int, int, int]:
