@@ -39,8 +39,8 @@ class DataConfig:
     blur_prob: float = 0.3  # probability of a Gaussian blur with sigma in [0.3, 1.5] px
     workers: int = 0  # parallel decode/crop calls; 0 = tf.data AUTOTUNE
     shuffle_shards: int = 8  # shards mixed per shuffle block (and kept open)
-    max_train_samples: int = 0  # 0 = all; >0 uses only the first N (tiny runs)
-    max_val_samples: int = 512  # validation subset (cached after the first pass)
+    max_train_samples: int = 0  # 0 = all; >0 uses N evenly spaced samples (tiny runs)
+    max_val_samples: int = 512  # validation subset, evenly spaced (cached after the first pass)
 
 
 @dataclass(frozen=True)

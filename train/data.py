@@ -127,8 +127,8 @@ class Source:
     def __init__(self, index: DatasetIndex, split: str, cache: int = 8, max_samples: int = 0):
         self.index, self.entries, self.cache = index, index.entries(split), max(cache, 1)
         self.keys = [(s, i) for s, e in enumerate(self.entries) for i in range(e.n)]
-        if max_samples > 0:
-            self.keys = self.keys[:max_samples]
+        if 0 < max_samples < len(self.keys):  # evenly spaced, so a subset still spans all shards/identities
+            self.keys = [self.keys[int(i)] for i in np.linspace(0, len(self.keys) - 1, max_samples)]
         if not self.keys:
             raise ValueError(f"{index.root}: split {split!r} has no samples ({index.counts()})")
         self._open: OrderedDict[int, ShardReader] = OrderedDict()

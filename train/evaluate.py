@@ -302,7 +302,7 @@ def plot_examples(predict: PredictFn, index: DatasetIndex, scores: list[SampleSc
     if not chosen:
         return
     fig, axes = plt.subplots(len(chosen), 4, figsize=(9, 2.3 * len(chosen)), squeeze=False)
-    for row, (tag, s) in zip(axes, chosen, strict=True):
+    for r, (row, (tag, s)) in enumerate(zip(axes, chosen, strict=True)):
         ex = make_example(ShardReader(index.root / s.shard).sample(s.index), data, model)
         relief, prob, _ = _unpack(predict(ex.rgb[None]))
         aligned = M.shift_align(relief[0], ex.relief, ex.face)
@@ -316,9 +316,9 @@ def plot_examples(predict: PredictFn, index: DatasetIndex, scores: list[SampleSc
             ax.set_yticks([])
             if j == 0:
                 ax.set_ylabel(f"{tag}\n{s.label}\nMAE {s.mae_mm:.1f}", fontsize=8)
-            if row is axes[0] and j > 0:
+            if r == 0 and j > 0:
                 fig.colorbar(im, ax=ax, fraction=0.046)
-        if row is axes[0]:
+        if r == 0:
             for ax, title in zip(row, ("input", "true relief mm", "predicted (aligned)", "|error| mm"),
                                  strict=True):
                 ax.set_title(title, fontsize=9)

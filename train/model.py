@@ -34,6 +34,10 @@ from train.config import ModelConfig
 
 log = logging.getLogger(__name__)
 RELIEF_NORM = 50.0  # mm; relief is divided by this where it meets image features (one int8 scale)
+# BN moving averages: Keras' 0.99 still carries 13% of the init statistics after 200 steps, so short CPU
+# runs validated on garbage statistics; 0.95 averages over ~20 steps. scale=False everywhere because a
+# ReLU follows (the next convolution absorbs the scale), which also cuts optimizer work.
+BN_MOMENTUM = 0.95
 
 
 def bin_edges(cfg: ModelConfig) -> np.ndarray:
@@ -54,14 +58,14 @@ def relief_to_bins(relief: np.ndarray, face: np.ndarray, cfg: ModelConfig) -> np
 
 def _conv_bn(x, filters: int, kernel: int, stride: int, name: str):
     x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=name)(x)
-    x = layers.BatchNormalization(scale=False, name=name + "_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, scale=False, name=name + "_bn")(x)
     return layers.ReLU(name=name + "_relu")(x)
 
 
 def _sep(x, filters: int, stride: int, name: str):
     """Depthwise 3×3 + pointwise 1×1, each with BN + ReLU (MobileNet block)."""
     x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=name + "_dw")(x)
-    x = layers.BatchNormalization(scale=False, name=name + "_dw_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, scale=False, name=name + "_dw_bn")(x)
     x = layers.ReLU(name=name + "_dw_relu")(x)
     return _conv_bn(x, filters, 1, 1, name + "_pw")
 
