@@ -150,3 +150,27 @@ def test_preview_writes_a_contact_sheet_with_attacks(dataset, tmp_path):
     assert "attacks" in proc.stdout and " 0 attacks" not in proc.stdout
     index = json.loads((dataset.out / "index.json").read_text())
     assert index["format"] == "facedepth-dataset/1"
+
+
+def test_a_full_disk_is_a_clear_error_and_the_rerun_completes(tmp_path, monkeypatch):
+    import errno
+
+    from train.synth import dataset as dataset_module
+
+    plan = DatasetPlan(tmp_path / "full", n=2, seed=1, shard_size=1, config=SMALL)
+    real_write = dataset_module.write_shard
+    calls = []
+
+    def full_disk(path, samples):
+        calls.append(path)
+        if len(calls) > 1:  # the first shard fits, the second finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_write(path, samples)
+
+    monkeypatch.setattr(dataset_module, "write_shard", full_disk)  # forked workers inherit the patch
+    with pytest.raises(DatasetError, match="disk full.*rerun the same command"):
+        write_dataset(plan, workers=1, progress=False)
+    monkeypatch.setattr(dataset_module, "write_shard", real_write)
+    report = write_dataset(plan, workers=1, progress=False)
+    assert report.generated + report.skipped == 2 and report.skipped >= 1
+    assert DatasetIndex.load(plan.out).n_samples() == 2

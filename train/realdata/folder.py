@@ -12,9 +12,9 @@
                            every key is optional
 
 Depth is kept only where the mask labels something (background depth is the room, not the face).
-Identity defaults to 0 and pose to zeros (unknown). Landmarks are visible when inside the frame; their 3D points are the depth at
-their pixel, back-projected (zeros where there is no depth). The face box is `face_box` if given, else
-the landmarks' extent, else the extent of the face mask.
+Identity defaults to 0 and pose to zeros (unknown). Landmarks are visible when inside the frame;
+their 3D points are the depth at their pixel, back-projected (zeros where there is no depth).
+The face box is `face_box` if given, else the landmarks' extent, else the extent of the face mask.
 """
 
 from __future__ import annotations
