@@ -5,6 +5,8 @@ N       ?= 20000
 SEED    ?= 0
 WORKERS ?= 2
 CONFIG  ?= train/configs/default.yaml
+RUN     ?= $(OUT)/runs/default
+BUNDLE  ?= $(OUT)/bundle
 
 .DEFAULT_GOAL := help
 .PHONY: help setup quickstart data data-small preview identities bench-synth train evaluate test lint clean
@@ -21,9 +23,35 @@ help:  ## list the targets
 
 setup: .venv/.installed  ## make .venv with the pinned workstation dependencies
 
-quickstart: setup  ## the main job on the embedded defaults (small synthetic dataset + its preview)
-	$(PY) -m train.synth dataset --out $(OUT)/quickstart --n 128 --seed $(SEED) --workers $(WORKERS)
-	$(PY) -m train.synth preview --dataset $(OUT)/quickstart --out $(OUT)/quickstart/preview.png
+# The quick start: QS_BUNDLE is the release bundle the daemon runs (committed at bundle/default).
+QS_BUNDLE ?= bundle/default
+QS        := $(OUT)/quickstart
+QS_CONFIG := firmware_app/configs/quickstart.yaml
+QS_ENV     = QS_OUT=$(QS) QS_BUNDLE=$(QS_BUNDLE)
+.PHONY: qs-clip qs-daemon
+
+quickstart: setup  ## the main job: small dataset + preview, a door clip, the daemon's decisions and frame rate
+	$(PY) -m train.synth dataset --out $(QS) --n 128 --seed $(SEED) --workers $(WORKERS)
+	$(PY) -m train.synth preview --dataset $(QS) --out $(QS)/preview.png
+	@$(MAKE) --no-print-directory qs-clip
+	@$(MAKE) --no-print-directory qs-daemon
+
+qs-clip: setup  ## quick start: render the 4 s replay clip (bona fide, print, screen) + labels.json
+	$(PY) -m train.synth.clip --out $(QS)/clip --seconds 4 --fps 10 --seed $(SEED)
+
+qs-daemon: setup  ## quick start: the daemon on that clip with QS_BUNDLE; prints decisions and frame rate
+	@test -f $(QS_BUNDLE)/manifest.json || { \
+	  echo "quickstart: no release bundle at $(QS_BUNDLE) ($(QS_BUNDLE)/manifest.json is missing)." >&2; \
+	  echo "  build it (about 2 h of training):  make train && make convert BUNDLE=$(QS_BUNDLE)" >&2; \
+	  echo "  or run an existing bundle:         make quickstart QS_BUNDLE=out/bundle" >&2; \
+	  exit 1; }
+	@test -f $(QS)/clip/labels.json || { echo "quickstart: no clip in $(QS)/clip; run make qs-clip" >&2; exit 1; }
+	rm -rf $(QS)/state
+	$(QS_ENV) $(PY) -m firmware_app run --config $(QS_CONFIG)
+	@echo "decisions (command hook; truth from $(QS)/clip/labels.json, depth panels in $(QS)/state/decisions/):"
+	@cat $(QS)/state/decisions.txt 2>/dev/null || echo "  none: no track reached a verdict"
+	@echo "frame rate (python -m firmware_app profile on the same clip and config, hooks off):"
+	@$(QS_ENV) $(PY) -m firmware_app profile --config $(QS_CONFIG) --frames 1000 --out $(QS)/state/profile.json
 
 data: setup  ## write (or resume) the full synthetic dataset: N=20000 into out/synth
 	$(PY) -m train.synth dataset --out $(OUT)/synth --n $(N) --seed $(SEED) --workers $(WORKERS)
@@ -42,6 +70,13 @@ train: setup  ## train the two-stage depth network (CONFIG=train/configs/default
 
 evaluate: setup  ## evaluate the default run on the test split, write its report
 	$(PY) -m train.evaluate $(OUT)/runs/default
+
+.PHONY: convert bundle-verify
+convert: setup  ## int8 model + verification gate + release bundle (RUN=out/runs/default BUNDLE=out/bundle)
+	$(PY) -m convert $(RUN) --out $(BUNDLE)
+
+bundle-verify: setup  ## check a release bundle as the device does: schema, sha256, shapes (BUNDLE=out/bundle)
+	$(PY) -m firmware_app.bundle $(BUNDLE)
 
 lint: setup  ## ruff
 	.venv/bin/ruff check .

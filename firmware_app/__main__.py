@@ -1,0 +1,288 @@
+"""facedepth device daemon.
+
+    python -m firmware_app run --config C [--validate-config]   the daemon (SIGTERM/SIGINT stop it cleanly)
+    python -m firmware_app predict IMAGE --bundle B [--out DIR]  one image → crop box, depth, mask, verdict
+    python -m firmware_app profile --config C [--frames N]       per-stage latency, FPS, CPU, RSS → JSON
+    python -m firmware_app config                                every config field, default and description
+
+Exit status: 0 done, 1 runtime failure, 2 bad config / input, 3 unusable bundle or model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from firmware_app.config import Config, ConfigError, describe, load_config
+
+log = logging.getLogger("firmware_app")
+
+EXIT_CONFIG, EXIT_BUNDLE = 2, 3
+
+
+class UsageError(Exception):
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def _setup_logging(level: str = "INFO", file: str = "") -> None:
+    handler = logging.FileHandler(file) if file else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _config(path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        raise UsageError(f"config: {e}", EXIT_CONFIG) from None
+
+
+def _bundle(path):
+    from firmware_app.bundle import BundleError, load_bundle
+
+    if not path:
+        raise UsageError("no bundle: set depth.bundle in the config (or --bundle)", EXIT_CONFIG)
+    try:
+        return load_bundle(path)
+    except BundleError as e:
+        raise UsageError(f"bundle: {e}", EXIT_BUNDLE) from None
+
+
+def _build_daemon(cfg: Config, bundle, **kwargs):
+    from firmware_app.depth import DepthModelError
+    from firmware_app.hooks import make_hook
+    from firmware_app.pipeline import Daemon
+
+    try:
+        return Daemon(cfg, bundle, [make_hook(h) for h in cfg.hooks], **kwargs)
+    except (DepthModelError, ValueError, FileNotFoundError) as e:
+        raise UsageError(f"model: {e}", EXIT_BUNDLE) from None
+    except OSError as e:
+        raise UsageError(f"outbox {cfg.outbox.dir}: {e}", 1) from None
+
+
+def _install_signals(daemon) -> None:
+    def handler(signum, _frame):
+        log.info("%s: stopping", signal.Signals(signum).name)
+        daemon.request_stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def cmd_run(args) -> int:
+    cfg = _config(args.config)
+    if args.validate_config:
+        bundle = _bundle(cfg.depth.bundle) if cfg.depth.bundle else None
+        print(
+            f"{args.config}: ok ({len(cfg.hooks)} hook(s), camera {cfg.camera.type}"
+            + (f", bundle {bundle.version or bundle.root}" if bundle else ", no bundle set")
+            + ")"
+        )
+        return 0
+    _setup_logging(cfg.logging.level, cfg.logging.file)
+    daemon = _build_daemon(cfg, _bundle(cfg.depth.bundle))
+    _install_signals(daemon)
+    server = None
+    if cfg.http.enabled:
+        from firmware_app.http_server import StatusServer
+
+        try:
+            server = StatusServer(daemon, cfg.http.host, cfg.http.port, cfg.http.token).start()
+        except OSError as e:
+            log.error("status server on %s:%d not started: %s", cfg.http.host, cfg.http.port, e)
+    try:
+        return daemon.run()
+    finally:
+        if server:
+            server.close()
+        log.info("stopped after %d frames", daemon.profiler.frames)
+
+
+def cmd_predict(args) -> int:
+    import cv2
+
+    from firmware_app.camera import Frame
+    from firmware_app.pipeline import Pipeline, decision_panel
+    from firmware_app.profiling import Profiler
+
+    _setup_logging("WARNING")
+    bgr = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise UsageError(f"{args.image}: not a readable image (PNG, JPEG, ...)", EXIT_CONFIG)
+    cfg = _config(args.config) if args.config else Config()
+    cfg = replace(cfg, liveness=replace(cfg.liveness, vote_k=1, vote_n=1))
+    bundle = _bundle(args.bundle or cfg.depth.bundle)
+    pipeline = Pipeline.from_bundle(bundle, cfg, Profiler())
+    result = pipeline.process(Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.monotonic(), 0))
+    threshold = pipeline.liveness.scorer.threshold_mm
+    out = Path(args.out or Path(args.image).with_suffix("").name + "_depth")
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(args.image).stem
+    cv2.imwrite(str(out / f"{stem}.png"), decision_panel(result, threshold)[..., ::-1])
+    arrays = {"threshold_mm": np.float32(threshold)}
+    if result.face:
+        t = result.crop.transform
+        score = result.liveness.score
+        arrays.update(
+            detector_box=result.face.face.box,
+            face_box=result.face.box,
+            keypoints=result.face.face.keypoint_array,
+            crop_center=np.array(t.center, np.float32),
+            crop_side=np.float32(t.side),
+            crop_angle_deg=np.float32(t.angle_deg),
+            crop_matrix=np.asarray(t.matrix, np.float32),
+            relief_mm=result.depth.relief_mm,
+            face_prob=result.depth.face_prob,
+            mask=result.depth.face_prob > cfg.liveness.face_prob,
+            crop=result.crop.input,
+            score_mm=np.float32(score.score_mm if score else np.nan),
+        )
+    np.savez_compressed(out / f"{stem}.npz", **arrays)
+    print(_predict_summary(args.image, result, threshold, out / f"{stem}.png"))
+    return 0 if result.face else 1
+
+
+def _predict_summary(image, result, threshold: float, png: Path) -> str:
+    if result.face is None:
+        return f"{image}: no face found; wrote {png}"
+    score = result.liveness.score
+    box = ", ".join(f"{v:.0f}" for v in result.face.box)
+    if score is None:
+        return f"{image}: face at [{box}] but too little face in the depth map; wrote {png}"
+    verdict = "LIVE" if score.live else "SPOOF"
+    return (
+        f"{image}: {verdict}  score {score.score_mm:.1f} mm (threshold {threshold:.1f}), face box [{box}], "
+        f"{score.face_cells} face cells; wrote {png} and .npz"
+    )
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _throttled() -> str | None:
+    import subprocess
+
+    from firmware_app import env
+
+    tool = env.path(env.VCGENCMD)
+    if not tool.exists():
+        return None
+    try:
+        return subprocess.run(
+            [str(tool), "get_throttled"], capture_output=True, text=True, timeout=2
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def cmd_profile(args) -> int:
+    from firmware_app import env
+    from firmware_app.profiling import Profiler
+
+    cfg = _config(args.config)
+    _setup_logging("WARNING")
+    with tempfile.TemporaryDirectory(prefix="facedepth-profile-") as tmp:
+        cfg = replace(cfg, hooks=(), outbox=replace(cfg.outbox, dir=tmp))  # events measured, not delivered
+        profiler = Profiler(window=max(args.frames, 1), fps_window_s=1e9)
+        daemon = _build_daemon(cfg, _bundle(cfg.depth.bundle), profiler=profiler, max_frames=args.frames)
+        _install_signals(daemon)
+        rss0, cpu0, t0 = env.rss_mb(), _cpu_seconds(), time.monotonic()
+        daemon.run()
+        wall, cpu = time.monotonic() - t0, _cpu_seconds() - cpu0
+    summary = profiler.summary()
+    report = {
+        "frames": profiler.frames,
+        "wall_s": round(wall, 3),
+        "fps": round(profiler.frames / wall, 2) if wall > 0 else 0.0,
+        "cpu_percent": round(100 * cpu / wall, 1) if wall > 0 else 0.0,
+        "rss_mb_start": rss0,
+        "rss_mb_end": env.rss_mb(),
+        "soc_temperature_c": env.soc_temperature_c(),
+        "throttled": _throttled(),
+        "decisions": daemon.decisions,
+        "camera_errors": daemon.camera.errors,
+        "threads": {"detector": cfg.detector.num_threads, "depth": cfg.depth.num_threads},
+        "stages": summary["stages"],
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(_profile_table(report, out))
+    return 0
+
+
+def _profile_table(report: dict, out: Path) -> str:
+    lines = [f"{'stage':10s} {'n':>6s} {'p50 ms':>8s} {'p95 ms':>8s} {'max ms':>8s}"]
+    for name, s in report["stages"].items():
+        if s["n"]:
+            lines.append(f"{name:10s} {s['n']:6d} {s['p50_ms']:8.2f} {s['p95_ms']:8.2f} {s['max_ms']:8.2f}")
+    lines.append(
+        f"{report['frames']} frames in {report['wall_s']:.1f} s: {report['fps']:.1f} frames/s, "
+        f"CPU {report['cpu_percent']:.0f}%, RSS {report['rss_mb_end'] or 0:.0f} MB; wrote {out}"
+    )
+    return "\n".join(lines)
+
+
+def cmd_config(_args) -> int:
+    print(describe(), end="")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m firmware_app",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="the daemon")
+    run.add_argument("--config", required=True, type=Path)
+    run.add_argument(
+        "--validate-config", action="store_true", help="check the config (and bundle), then exit"
+    )
+    run.set_defaults(func=cmd_run)
+    pred = sub.add_parser("predict", help="depth and verdict for one image")
+    pred.add_argument("image", type=Path)
+    pred.add_argument("--bundle", type=Path, help="release bundle (default: the config's depth.bundle)")
+    pred.add_argument("--config", type=Path, help="device config for detector/liveness settings")
+    pred.add_argument("--out", type=Path, help="output directory (default: <image stem>_depth)")
+    pred.set_defaults(func=cmd_predict)
+    prof = sub.add_parser("profile", help="per-stage latency and frame rate on the configured camera")
+    prof.add_argument("--config", required=True, type=Path)
+    prof.add_argument("--frames", type=int, default=300)
+    prof.add_argument("--out", default="profile.json", help="JSON report (default: %(default)s)")
+    prof.set_defaults(func=cmd_profile)
+    conf = sub.add_parser("config", help="print every config field with its default and description")
+    conf.set_defaults(func=cmd_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,403 @@
+"""Daemon configuration: one frozen dataclass per YAML section, every field with a default and a description.
+
+    camera:    {type: replay, source: clips/door.mp4, loop: true}
+    depth:     {bundle: /opt/facedepth/bundle}
+    hooks:
+      - {type: http, url: "https://acs.local/events", secret: "${FACEDEPTH_HMAC_SECRET}"}
+
+A file may set any subset of the fields. Anything the daemon cannot use is rejected before it starts,
+with the file, line and key:
+
+    door.yaml:7: unknown key 'camera.fsp' (known: backoff_max_s, backoff_s, device, fps, ...)
+    door.yaml:12: hooks[0].secret: environment variable FACEDEPTH_HMAC_SECRET is not set
+
+Secrets come from the environment: any string value may contain `${NAME}` (or `${NAME:-default}`),
+replaced when the file is loaded. `describe()` lists every field with its default and description.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the file, line and key."""
+
+
+def _f(default, doc: str, *, choices: tuple = (), min: float | None = None, secret: bool = False):
+    """A field with its default and description (and optional allowed values / lower bound)."""
+    meta = {"doc": doc, "choices": choices, "min": min, "secret": secret}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    type: str = _f(
+        "replay",
+        "backend: replay (video file or image folder), opencv (V4L2 / GStreamer), "
+        "picamera2 (Raspberry Pi camera)",
+        choices=("replay", "opencv", "picamera2"),
+    )
+    source: str = _f("", "replay: a video file or a folder of images (sorted by name)")
+    loop: bool = _f(True, "replay: start again at the end; false = the daemon stops when the clip ends")
+    hold_frames: int = _f(1, "replay of an image folder: frames each image is shown for", min=1)
+    device: str = _f(
+        "0",
+        "opencv: V4L2 index (0 = /dev/video0), device path, or a GStreamer pipeline "
+        "string ending in appsink (Jetson CSI camera)",
+    )
+    width: int = _f(640, "requested frame width (opencv, picamera2 inference stream)", min=16)
+    height: int = _f(480, "requested frame height (opencv, picamera2 inference stream)", min=16)
+    fps: float = _f(
+        0.0,
+        "frames per second: replay pacing (0 = the clip's native rate, image folders "
+        "as fast as possible), the camera's requested rate otherwise",
+        min=0.0,
+    )
+    read_timeout_s: float = _f(2.0, "a read that takes longer counts as a camera error", min=0.01)
+    backoff_s: float = _f(0.5, "first reconnect delay after a camera error; doubles per failure", min=0.0)
+    backoff_max_s: float = _f(10.0, "longest reconnect delay", min=0.0)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    num_threads: int = _f(1, "TFLite threads for BlazeFace", min=1)
+    min_score: float = _f(0.5, "detections below this score are dropped", min=0.0)
+    min_face_px: int = _f(40, "faces whose box is narrower (frame pixels) are ignored", min=0)
+    track_iou: float = _f(
+        0.3, "a face continues a track when its box overlaps the last one by this IoU", min=0.0
+    )
+    track_max_gap: int = _f(5, "frames without the face after which its track ends", min=0)
+
+
+@dataclass(frozen=True)
+class DepthConfig:
+    bundle: str = _f("", "release bundle directory (manifest.json + depth and detector .tflite)")
+    num_threads: int = _f(1, "TFLite threads for the depth network", min=1)
+
+
+@dataclass(frozen=True)
+class LivenessConfig:
+    threshold_mm: float = _f(
+        0.0,
+        "live when the plane-removed relief range exceeds this; 0 = the bundle's liveness.threshold_mm",
+        min=0.0,
+    )
+    face_prob: float = _f(0.5, "grid cells with face probability above this form the face mask", min=0.0)
+    min_face_cells: int = _f(200, "fewer face cells (of 80×80) = no score for this frame", min=3)
+    vote_k: int = _f(3, "a track is decided when K of its last N scored frames agree", min=1)
+    vote_n: int = _f(5, "window of the K-of-N vote", min=1)
+    save_depth_dir: str = _f("", "write each decision's depth colour map here (PNG); '' = off")
+
+
+@dataclass(frozen=True)
+class CommandHookConfig:
+    type: str = _f("command", "hook type", choices=("command",))
+    name: str = _f("", "name used for its delivery cursor and in logs; '' = type + index")
+    argv: tuple[str, ...] = _f((), "program and arguments (no shell); the event JSON is on stdin")
+    timeout_s: float = _f(5.0, "the program is killed after this", min=0.01)
+    only: tuple[str, ...] = _f((), "deliver only these decisions (live, spoof); empty = all")
+
+
+@dataclass(frozen=True)
+class HttpHookConfig:
+    type: str = _f("http", "hook type", choices=("http",))
+    name: str = _f("", "name used for its delivery cursor and in logs; '' = type + index")
+    url: str = _f("", "POST target (http or https)")
+    secret: str = _f("", "HMAC-SHA256 key for the X-Facedepth-Signature header; use ${ENV}", secret=True)
+    timeout_s: float = _f(5.0, "per request", min=0.01)
+    only: tuple[str, ...] = _f((), "deliver only these decisions (live, spoof); empty = all")
+
+
+@dataclass(frozen=True)
+class MqttHookConfig:
+    type: str = _f("mqtt", "hook type", choices=("mqtt",))
+    name: str = _f("", "name used for its delivery cursor and in logs; '' = type + index")
+    host: str = _f("127.0.0.1", "broker host")
+    port: int = _f(1883, "broker port", min=1)
+    topic: str = _f("facedepth/events", "events are published here with QoS 1")
+    availability_topic: str = _f("facedepth/status", "retained 'online'; 'offline' as last will")
+    username: str = _f("", "broker user; '' = anonymous")
+    password: str = _f("", "broker password; use ${ENV}", secret=True)
+    client_id: str = _f("", "'' = facedepth-<hostname>")
+    timeout_s: float = _f(5.0, "connect and publish acknowledgement timeout", min=0.01)
+    only: tuple[str, ...] = _f((), "deliver only these decisions (live, spoof); empty = all")
+
+
+@dataclass(frozen=True)
+class GpioHookConfig:
+    type: str = _f("gpio", "hook type", choices=("gpio",))
+    name: str = _f("", "name used for its delivery cursor and in logs; '' = type + index")
+    pin: int = _f(17, "BCM line number of the relay", min=0)
+    pulse_s: float = _f(1.0, "relay on-time for a granted (live) decision", min=0.0)
+    active_low: bool = _f(False, "the relay closes on a low level")
+    only: tuple[str, ...] = _f(("live",), "decisions that pulse the relay")
+
+
+HOOK_TYPES = {
+    "command": CommandHookConfig,
+    "http": HttpHookConfig,
+    "mqtt": MqttHookConfig,
+    "gpio": GpioHookConfig,
+}
+HookConfig = typing.Union[CommandHookConfig, HttpHookConfig, MqttHookConfig, GpioHookConfig]  # noqa: UP007
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    dir: str = _f("/var/lib/facedepth/outbox", "events (JSON lines) and per-hook delivery cursors")
+    fsync: bool = _f(True, "fsync each event before any hook sees it (turn off only for benchmarks)")
+    segment_bytes: int = _f(1 << 20, "a new segment file is started beyond this size", min=256)
+    retry_s: float = _f(1.0, "first delay before retrying a failed delivery; doubles per failure", min=0.0)
+    retry_max_s: float = _f(60.0, "longest delay between delivery attempts", min=0.0)
+    drain_timeout_s: float = _f(10.0, "when a replay ends, wait this long for hooks to deliver", min=0.0)
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    enabled: bool = _f(True, "serve /healthz, /status and /metrics")
+    host: str = _f("127.0.0.1", "bind address; beyond loopback a token is required")
+    port: int = _f(8321, "TCP port (0 = any free port)", min=0)
+    token: str = _f("", "bearer token required when host is not loopback; use ${ENV}", secret=True)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = _f("INFO", "DEBUG, INFO, WARNING or ERROR", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    file: str = _f("", "log file; '' = stderr (journald under systemd)")
+
+
+@dataclass(frozen=True)
+class Config:
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    depth: DepthConfig = field(default_factory=DepthConfig)
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
+    hooks: tuple[HookConfig, ...] = ()
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+SECTIONS = typing.get_type_hints(Config)
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Ctx:
+    def __init__(self, filename: str, env):
+        self.filename, self.env = filename, env
+
+    def error(self, node, key: str, msg: str) -> ConfigError:
+        line = node.start_mark.line + 1 if node is not None else 0
+        return ConfigError(
+            f"{self.filename}:{line}: {key}: {msg}" if key else f"{self.filename}:{line}: {msg}"
+        )
+
+
+def _scalar(loader: yaml.SafeLoader, node, key: str, ctx: _Ctx):
+    if not isinstance(node, yaml.ScalarNode):
+        raise ctx.error(
+            node,
+            key,
+            "expected a single value, got a "
+            + ("list" if isinstance(node, yaml.SequenceNode) else "mapping"),
+        )
+    return loader.construct_object(node, deep=True)
+
+
+def _expand_env(value: str, node, key: str, ctx: _Ctx) -> str:
+    def sub(m):
+        name, default = m.group(1), m.group(2)
+        if name in ctx.env:
+            return ctx.env[name]
+        if default is not None:
+            return default
+        raise ctx.error(
+            node, key, f"environment variable {name} is not set (export it, or write ${{{name}:-default}})"
+        )
+
+    return _ENV.sub(sub, value)
+
+
+def _convert(loader, node, tp, key: str, meta: dict, ctx: _Ctx):
+    """One field's YAML node → a checked Python value of type tp."""
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+            return ()
+        if not isinstance(node, yaml.SequenceNode):
+            raise ctx.error(node, key, "expected a list")
+        item = typing.get_args(tp)[0]
+        return tuple(_convert(loader, n, item, f"{key}[{i}]", {}, ctx) for i, n in enumerate(node.value))
+    value = _scalar(loader, node, key, ctx)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ctx.error(node, key, f"expected true or false, got {value!r}")
+    elif tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ctx.error(node, key, f"expected an integer, got {value!r}")
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ctx.error(node, key, f"expected a number, got {value!r}")
+        value = float(value)
+    elif tp is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)  # e.g. camera.device: 0
+        if not isinstance(value, str):
+            raise ctx.error(node, key, f"expected a string, got {value!r}")
+        value = _expand_env(value, node, key, ctx)
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ctx.error(node, key, f"{value!r} is not one of {', '.join(map(str, meta['choices']))}")
+    if meta.get("min") is not None and value < meta["min"]:
+        raise ctx.error(node, key, f"{value!r} is below the minimum {meta['min']}")
+    return value
+
+
+def _section(loader, node, cls, key: str, ctx: _Ctx):
+    """A YAML mapping → an instance of the dataclass cls, unknown keys rejected."""
+    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+        return cls()
+    if not isinstance(node, yaml.MappingNode):
+        raise ctx.error(node, key, f"expected a mapping of {cls.__name__} fields")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values, seen = {}, set()
+    for knode, vnode in node.value:
+        name = str(_scalar(loader, knode, key, ctx))
+        full = f"{key}.{name}" if key else name
+        if name in seen:
+            raise ctx.error(knode, full, "given twice")
+        seen.add(name)
+        if name not in fields:
+            raise ctx.error(knode, "", f"unknown key '{full}' (known: {', '.join(sorted(fields))})")
+        if cls is Config:
+            values[name] = _top(loader, vnode, name, ctx)
+        else:
+            values[name] = _convert(loader, vnode, hints[name], full, fields[name].metadata, ctx)
+    return cls(**values)
+
+
+def _top(loader, node, name: str, ctx: _Ctx):
+    if name != "hooks":
+        return _section(loader, node, SECTIONS[name], name, ctx)
+    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+        return ()
+    if not isinstance(node, yaml.SequenceNode):
+        raise ctx.error(node, "hooks", "expected a list of hooks, each with a type")
+    hooks, names = [], set()
+    for i, item in enumerate(node.value):
+        key = f"hooks[{i}]"
+        if not isinstance(item, yaml.MappingNode):
+            raise ctx.error(item, key, "expected a mapping with a type")
+        types = [v for k, v in item.value if isinstance(k, yaml.ScalarNode) and k.value == "type"]
+        kind = types[0].value if types else None
+        if kind not in HOOK_TYPES:
+            raise ctx.error(
+                types[0] if types else item, f"{key}.type", f"{kind!r} is not one of {', '.join(HOOK_TYPES)}"
+            )
+        hook = _section(loader, item, HOOK_TYPES[kind], key, ctx)
+        if not hook.name:
+            hook = dataclasses.replace(hook, name=f"{kind}{i}")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", hook.name) or hook.name in names:
+            raise ctx.error(
+                item, f"{key}.name", f"{hook.name!r} must be unique and use only A-Z a-z 0-9 _ . -"
+            )
+        names.add(hook.name)
+        _check_hook(hook, item, key, ctx)
+        hooks.append(hook)
+    return tuple(hooks)
+
+
+def _check_hook(hook, node, key: str, ctx: _Ctx) -> None:
+    if isinstance(hook, CommandHookConfig) and not hook.argv:
+        raise ctx.error(node, f"{key}.argv", "a command hook needs argv: [program, args...]")
+    if isinstance(hook, HttpHookConfig) and not re.match(r"https?://", hook.url):
+        raise ctx.error(node, f"{key}.url", f"{hook.url!r} is not an http:// or https:// URL")
+    bad = set(getattr(hook, "only", ())) - {"live", "spoof"}
+    if bad:
+        raise ctx.error(node, f"{key}.only", f"{sorted(bad)}: decisions are live and spoof")
+
+
+def _check(cfg: Config, root, ctx: _Ctx) -> None:
+    """Rules across fields, checked after the whole file is read."""
+    if cfg.liveness.vote_k > cfg.liveness.vote_n:
+        raise ctx.error(
+            root, "liveness.vote_k", f"{cfg.liveness.vote_k} is more than vote_n {cfg.liveness.vote_n}"
+        )
+    if cfg.camera.type == "replay" and not cfg.camera.source:
+        raise ctx.error(root, "camera.source", "a replay camera needs a video file or image folder")
+    loopback = cfg.http.host in ("127.0.0.1", "localhost", "::1")
+    if cfg.http.enabled and not loopback and not cfg.http.token:
+        raise ctx.error(root, "http.token", f"required when http.host is {cfg.http.host} (not loopback)")
+
+
+def parse_config(text: str, filename: str = "<config>", env=None) -> Config:
+    """YAML text → Config, or ConfigError naming the line and key."""
+    ctx = _Ctx(filename, os.environ if env is None else env)
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{filename}:{mark.line + 1}" if mark else filename
+        raise ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
+    if root is None:
+        return _checked(Config(), None, ctx)
+    return _checked(_section(loader, root, Config, "", ctx), root, ctx)
+
+
+def _checked(cfg: Config, root, ctx: _Ctx) -> Config:
+    _check(cfg, root, ctx)
+    return cfg
+
+
+def load_config(path: Path | str, env=None) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the configuration ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
+    return parse_config(text, str(path), env)
+
+
+def describe() -> str:
+    """Every section and field with its default and description, as commented YAML."""
+    lines = []
+    for name, cls in SECTIONS.items():
+        if name == "hooks":
+            lines.append("hooks:  # a list; each item has a type:")
+            for kind, hook_cls in HOOK_TYPES.items():
+                lines.append(f"  # - type: {kind}")
+                lines += [f"  #   {ln}" for ln in _fields_yaml(hook_cls) if not ln.startswith("type:")]
+            continue
+        lines.append(f"{name}:")
+        lines += [f"  {ln}" for ln in _fields_yaml(cls)]
+    return "\n".join(lines) + "\n"
+
+
+def _fields_yaml(cls) -> list[str]:
+    out = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        value = (
+            yaml.safe_dump(list(default) if isinstance(default, tuple) else default, default_flow_style=True)
+            .strip()
+            .removesuffix("...")
+            .strip()
+        )
+        out.append(f"{f.name}: {value}  # {f.metadata['doc']}")
+    return out

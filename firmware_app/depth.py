@@ -1,0 +1,111 @@
+"""The bundle's int8 depth network: interpreter built once; `predict()` quantises, invokes, dequantises.
+
+Input "rgb" (1, 160, 160, 3) int8; the crop's uint8 pixels are quantised with the input tensor's own
+scale/zero point (for the expected scale 1, zero point -128 that is pixel - 128, done as a bit flip).
+Outputs are matched by their signature names ("bins", "relief"), by shape when the file has no
+signature: "bins" (1, 80, 80, K+1) int8 softmax whose last channel is the background, "relief"
+(1, 80, 80, 1) int8 millimetres. Each is dequantised with its own scale/zero point.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from firmware_app.preprocess import GRID_SIZE, INPUT_SIZE
+from firmware_app.tflite import make_interpreter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class DepthResult:
+    # (80, 80) float32 relative depth in mm along the camera axis; + = nearer the camera than the face median
+    relief_mm: np.ndarray
+    face_prob: np.ndarray  # (80, 80) float32 in [0, 1]: 1 - background probability
+
+
+class DepthModelError(ValueError):
+    """A depth model this code cannot run; the message names the file and the problem."""
+
+
+def _quant(details: dict) -> tuple[float, int]:
+    scale, zero = details.get("quantization", (0.0, 0))
+    return float(scale), int(zero)
+
+
+class DepthEstimator:
+    def __init__(self, model_path: Path | str, num_threads: int = 1):
+        self.model_path = Path(model_path)
+        self._interp = make_interpreter(self.model_path, num_threads)
+        inputs = self._interp.get_input_details()
+        if (
+            len(inputs) != 1
+            or tuple(inputs[0]["shape"]) != (1, INPUT_SIZE, INPUT_SIZE, 3)
+            or inputs[0]["dtype"] != np.int8
+        ):
+            got = [(tuple(d["shape"]), np.dtype(d["dtype"]).name) for d in inputs]
+            raise DepthModelError(f"{model_path}: inputs {got}, expected one (1, 160, 160, 3) int8")
+        self._input = inputs[0]["index"]
+        self._in_scale, self._in_zero = _quant(inputs[0])
+        if self._in_scale <= 0:
+            raise DepthModelError(f"{model_path}: input is not quantised (scale {self._in_scale})")
+        self._bit_flip = abs(self._in_scale - 1.0) < 1e-6 and self._in_zero == -128
+        outs = self._outputs()
+        self._bins, self._relief = outs["bins"], outs["relief"]
+        self._bins_q, self._relief_q = _quant(self._bins), _quant(self._relief)
+        log.info(
+            "depth model %s: input scale %g zero %d, %d bins",
+            self.model_path.name,
+            self._in_scale,
+            self._in_zero,
+            int(self._bins["shape"][-1]) - 1,
+        )
+
+    def _outputs(self) -> dict[str, dict]:
+        details = self._interp.get_output_details()
+        by_index = {d["index"]: d for d in details}
+        named = {}
+        try:
+            runner_outputs = self._interp.get_signature_runner().get_output_details()
+            named = {
+                name: by_index[d["index"]] for name, d in runner_outputs.items() if d["index"] in by_index
+            }
+        except (ValueError, KeyError, AttributeError, RuntimeError):
+            pass
+        if not {"bins", "relief"} <= set(named):  # no signature: tell them apart by channel count
+            named = {("relief" if int(d["shape"][-1]) == 1 else "bins"): d for d in details}
+        grid = (1, GRID_SIZE, GRID_SIZE)
+        for name in ("bins", "relief"):
+            d = named.get(name)
+            if d is None or tuple(d["shape"][:3]) != grid or d["dtype"] != np.int8 or _quant(d)[0] <= 0:
+                got = [(tuple(x["shape"]), np.dtype(x["dtype"]).name) for x in details]
+                raise DepthModelError(
+                    f"{self.model_path}: no int8 output {name!r} on the 80×80 grid "
+                    f"(outputs: {got}); convert the model with `make convert`"
+                )
+        return named
+
+    def quantize(self, crop_rgb: np.ndarray) -> np.ndarray:
+        """(160, 160, 3) uint8 → (1, 160, 160, 3) int8 with the input's scale and zero point."""
+        if crop_rgb.shape != (INPUT_SIZE, INPUT_SIZE, 3) or crop_rgb.dtype != np.uint8:
+            raise ValueError(
+                f"depth input must be (160, 160, 3) uint8, got {crop_rgb.shape} {crop_rgb.dtype}"
+            )
+        if self._bit_flip:
+            return (crop_rgb ^ np.uint8(0x80)).view(np.int8)[None]
+        q = np.round(crop_rgb.astype(np.float32) / self._in_scale) + self._in_zero
+        return np.clip(q, -128, 127).astype(np.int8)[None]
+
+    def predict(self, crop_rgb: np.ndarray) -> DepthResult:
+        self._interp.set_tensor(self._input, self.quantize(crop_rgb))
+        self._interp.invoke()
+        bins = self._interp.get_tensor(self._bins["index"])[0]
+        relief = self._interp.get_tensor(self._relief["index"])[0, :, :, 0]
+        (bs, bz), (rs, rz) = self._bins_q, self._relief_q
+        background = (bins[:, :, -1].astype(np.float32) - bz) * np.float32(bs)
+        face_prob = np.clip(1.0 - background, 0.0, 1.0)
+        return DepthResult((relief.astype(np.float32) - rz) * np.float32(rs), face_prob)

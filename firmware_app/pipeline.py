@@ -1,0 +1,399 @@
+"""The per-frame pipeline, one class per stage with a typed result, and the daemon loop around it.
+
+    frame ─► FaceStage ─► CropStage ─► DepthEstimator ─► LivenessStage ─► decision event ─► outbox ─► hooks
+             (BlazeFace,   (preprocess   (int8 TFLite)     (relief score,
+              track)        crop)                           K-of-N vote)
+
+Detector box → crop box. `preprocess.crop_transform` expects the extent of the 68 iBUG landmarks,
+which BlazeFace's box is not exactly. The mapping below was fitted on 40 bona fide 640×480 frames of
+`train.synth` (seed 7, 300-700 mm, yaw ≤ 30°, BlazeFace found all 40): in the eye-aligned frame (x
+along the detector's eye line, y down the face) and in units of the detector box width w,
+
+    landmark-extent centre = detector box centre + (0.011, 0.049)·w   (std 0.044, 0.046)
+    landmark-extent side   = max(w68, h68) = 0.998·w                  (std 0.081)
+
+so the square crop uses the detector box shifted down by 5% of its width, at the same size; the
+residual error (≈ 5% shift, 8% size) is inside training's box jitter (8% shift, 10% size). The crop is
+rolled by the detector's eye line when the bundle's crop says use_eyes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from firmware_app import env
+from firmware_app.camera import EndOfStream, Frame, ReconnectingCamera, make_camera
+from firmware_app.config import Config, DetectorConfig
+from firmware_app.depth import DepthEstimator, DepthResult
+from firmware_app.events import Dispatcher, Outbox, new_event
+from firmware_app.face import Face, FaceDetector, iou
+from firmware_app.liveness import LIVE, Decision, LivenessScorer, LivenessVoter, Score
+from firmware_app.preprocess import CROP_SCALE, CropTransform, crop_input, crop_transform, eye_angle_deg
+from firmware_app.profiling import Profiler
+
+log = logging.getLogger(__name__)
+
+BOX_OFFSET = (0.011, 0.049)  # landmark-extent centre − detector centre, × detector width, eye-aligned
+BOX_SIDE = 0.998  # landmark-extent side / detector width
+STAGES = ("capture", "detect", "crop", "depth", "liveness", "outbox")
+
+
+def landmark_box(face: Face) -> np.ndarray:
+    """The detector's face → estimated 68-landmark extent (x0, y0, x1, y1), a square, frame pixels."""
+    w = face.x1 - face.x0
+    a = math.radians(eye_angle_deg([face.keypoint("right_eye"), face.keypoint("left_eye")]))
+    dx, dy = BOX_OFFSET[0] * w, BOX_OFFSET[1] * w
+    cx = face.center[0] + dx * math.cos(a) - dy * math.sin(a)
+    cy = face.center[1] + dx * math.sin(a) + dy * math.cos(a)
+    half = 0.5 * BOX_SIDE * w
+    return np.array([cx - half, cy - half, cx + half, cy + half], np.float32)
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    face: Face
+    track_id: int
+    box: np.ndarray  # estimated 68-landmark extent, frame pixels
+    eyes: np.ndarray  # (2, 2): the subject's right eye (image left), then left eye
+
+
+class Tracker:
+    """One track for the chosen face: continues while boxes overlap, ends after `max_gap` missed frames."""
+
+    def __init__(self, min_iou: float, max_gap: int):
+        self.min_iou, self.max_gap = min_iou, max_gap
+        self.track_id = 0
+        self._box: np.ndarray | None = None
+        self._gap = 0
+
+    def update(self, box: np.ndarray | None) -> int | None:
+        if box is None:
+            self._gap += 1
+            if self._gap > self.max_gap:
+                self._box = None
+            return None
+        if self._box is None or iou(self._box, box[None])[0] < self.min_iou:
+            self.track_id += 1
+        self._box, self._gap = box, 0
+        return self.track_id
+
+
+class FaceStage:
+    def __init__(self, detector: FaceDetector, cfg: DetectorConfig):
+        self.detector, self.min_face_px = detector, cfg.min_face_px
+        self.tracker = Tracker(cfg.track_iou, cfg.track_max_gap)
+
+    def process(self, rgb: np.ndarray) -> FaceResult | None:
+        """The largest face wide enough, with its track id; None when there is none."""
+        faces = [f for f in self.detector.detect(rgb) if f.x1 - f.x0 >= self.min_face_px]
+        if not faces:
+            self.tracker.update(None)
+            return None
+        face = max(faces, key=lambda f: (f.x1 - f.x0) * (f.y1 - f.y0))
+        track = self.tracker.update(face.box)
+        eyes = np.array([face.keypoint("right_eye"), face.keypoint("left_eye")], np.float32)
+        return FaceResult(face, track, landmark_box(face), eyes)
+
+
+@dataclass(frozen=True, eq=False)
+class CropResult:
+    transform: CropTransform
+    input: np.ndarray  # (160, 160, 3) uint8
+
+
+class CropStage:
+    def __init__(self, crop_scale: float = CROP_SCALE, use_eyes: bool = True):
+        self.crop_scale, self.use_eyes = crop_scale, use_eyes
+
+    def process(self, rgb: np.ndarray, face: FaceResult) -> CropResult:
+        t = crop_transform(face.box, face.eyes if self.use_eyes else None, self.crop_scale)
+        return CropResult(t, crop_input(rgb, t))
+
+
+@dataclass(frozen=True)
+class LivenessResult:
+    score: Score | None  # None: too little face in the depth map
+    decision: Decision | None  # set when this track's verdict changed on this frame
+
+
+class LivenessStage:
+    def __init__(self, scorer: LivenessScorer, voter: LivenessVoter):
+        self.scorer, self.voter = scorer, voter
+
+    def process(self, track_id: int, depth: DepthResult) -> LivenessResult:
+        self.voter.keep_only([track_id])
+        score = self.scorer.score(depth)
+        return LivenessResult(score, self.voter.add(track_id, score) if score else None)
+
+
+@dataclass(frozen=True, eq=False)
+class FrameResult:
+    frame: Frame
+    face: FaceResult | None = None
+    crop: CropResult | None = None
+    depth: DepthResult | None = None
+    liveness: LivenessResult | None = None
+
+    @property
+    def decision(self) -> Decision | None:
+        return self.liveness.decision if self.liveness else None
+
+
+class Pipeline:
+    """Face → crop → depth → liveness for one frame, each stage timed by the profiler."""
+
+    def __init__(
+        self,
+        face: FaceStage,
+        crop: CropStage,
+        depth: DepthEstimator,
+        liveness: LivenessStage,
+        profiler: Profiler,
+    ):
+        self.face, self.crop, self.depth, self.liveness, self.profiler = face, crop, depth, liveness, profiler
+
+    @classmethod
+    def from_bundle(cls, bundle, cfg: Config, profiler: Profiler) -> Pipeline:
+        detector_path = getattr(bundle, "detector_model", None) or bundle.detector
+        detector = FaceDetector(detector_path, cfg.detector.num_threads, cfg.detector.min_score)
+        crop = getattr(bundle, "crop", None)
+        threshold = cfg.liveness.threshold_mm or bundle.liveness_threshold_mm
+        scorer = LivenessScorer(threshold, cfg.liveness.face_prob, cfg.liveness.min_face_cells)
+        return cls(
+            FaceStage(detector, cfg.detector),
+            CropStage(crop.crop_scale if crop else CROP_SCALE, crop.use_eyes if crop else True),
+            DepthEstimator(bundle.depth_model, cfg.depth.num_threads),
+            LivenessStage(scorer, LivenessVoter(cfg.liveness.vote_k, cfg.liveness.vote_n)),
+            profiler,
+        )
+
+    def process(self, frame: Frame) -> FrameResult:
+        with self.profiler.stage("detect"):
+            face = self.face.process(frame.rgb)
+        if face is None:
+            return FrameResult(frame)
+        with self.profiler.stage("crop"):
+            crop = self.crop.process(frame.rgb, face)
+        with self.profiler.stage("depth"):
+            depth = self.depth.predict(crop.input)
+        with self.profiler.stage("liveness"):
+            liveness = self.liveness.process(face.track_id, depth)
+        return FrameResult(frame, face, crop, depth, liveness)
+
+
+def depth_colormap(depth: DepthResult, size: int = 160, face_prob: float = 0.5) -> np.ndarray:
+    """(size, size, 3) RGB: relief as a TURBO colour map (near = red), black off the face."""
+    mask = depth.face_prob > face_prob
+    rel = depth.relief_mm
+    lo, hi = np.percentile(rel[mask], [2, 98]) if mask.sum() > 3 else (rel.min(), rel.max())
+    norm = np.clip((hi - rel) / max(hi - lo, 1e-3), 0, 1)  # smaller relief = nearer = hotter
+    rgb = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
+    rgb = np.where(mask[..., None], rgb, 0).astype(np.uint8)
+    return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_NEAREST)
+
+
+def decision_panel(result: FrameResult, threshold_mm: float) -> np.ndarray:
+    """RGB panel: network input | depth colour map | verdict text (for predict and saved decisions)."""
+    h = 160
+    crop = result.crop.input if result.crop else np.zeros((h, h, 3), np.uint8)
+    depth = depth_colormap(result.depth) if result.depth else np.zeros((h, h, 3), np.uint8)
+    text = np.zeros((h, 200, 3), np.uint8)
+    score = result.liveness.score if result.liveness else None
+    verdict = (
+        "no face"
+        if result.face is None
+        else "too little face"
+        if score is None
+        else ("LIVE" if score.live else "SPOOF")
+    )
+    colour = (0, 220, 0) if verdict == "LIVE" else (230, 40, 40) if verdict == "SPOOF" else (200, 200, 200)
+    cv2.putText(text, verdict, (10, 50), cv2.FONT_HERSHEY_SIMPLEX, 1.0, colour, 2, cv2.LINE_AA)
+    if score:
+        for i, line in enumerate(
+            (
+                f"score {score.score_mm:.1f} mm",
+                f"threshold {threshold_mm:.1f} mm",
+                f"face cells {score.face_cells}",
+            )
+        ):
+            cv2.putText(
+                text, line, (10, 90 + 22 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (220, 220, 220), 1, cv2.LINE_AA
+            )
+    return np.concatenate([crop, depth, text], axis=1)
+
+
+class Daemon:
+    """Camera → pipeline → outbox → hooks until stopped (SIGTERM) or a non-looping replay ends."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        bundle,
+        hooks: list,
+        profiler: Profiler | None = None,
+        max_frames: int = 0,
+        publish: bool = True,
+    ):
+        self.cfg, self.bundle = cfg, bundle
+        self.stop_event = threading.Event()
+        self.profiler = profiler or Profiler()
+        self.pipeline = Pipeline.from_bundle(bundle, cfg, self.profiler)
+        self.threshold_mm = self.pipeline.liveness.scorer.threshold_mm
+        self.camera = ReconnectingCamera(
+            make_camera(cfg.camera), cfg.camera.backoff_s, cfg.camera.backoff_max_s, self.stop_event
+        )
+        self.dispatcher = None
+        if publish:
+            outbox = Outbox(cfg.outbox.dir, cfg.outbox.fsync, cfg.outbox.segment_bytes)
+            self.dispatcher = Dispatcher(outbox, hooks, cfg.outbox.retry_s, cfg.outbox.retry_max_s)
+        self.max_frames = max_frames
+        self.started = time.monotonic()
+        self.last_frame_t = 0.0
+        self.decisions = {"live": 0, "spoof": 0}
+        self.last_decision: dict | None = None
+        self._watchdog_t = 0.0
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+    def run(self) -> int:
+        if self.dispatcher:
+            self.dispatcher.start()
+        env.sd_notify("READY=1\nSTATUS=running")
+        log.info(
+            "running: camera %s, bundle %s, threshold %.1f mm, %d hook(s)",
+            self.camera.camera.name,
+            getattr(self.bundle, "version", "?"),
+            self.threshold_mm,
+            len(self.dispatcher.hooks) if self.dispatcher else 0,
+        )
+        ended = False
+        try:
+            ended = self._loop()
+        finally:
+            self.camera.close()
+            env.sd_notify("STOPPING=1")
+            self._finish(ended)
+        return 0
+
+    def _loop(self) -> bool:
+        """True when the replay ended (as opposed to a stop request or the frame limit)."""
+        while not self.stop_event.is_set():
+            try:
+                with self.profiler.stage("capture"):
+                    frame = self.camera.read()
+            except EndOfStream:
+                log.info("replay ended after %d frames", self.profiler.frames)
+                return True
+            if frame is None:
+                return False
+            result = self.pipeline.process(frame)
+            if result.decision:
+                with self.profiler.stage("outbox"):
+                    self._publish(result)
+            self.last_frame_t = time.monotonic()
+            self.profiler.frame_done()
+            self._watchdog()
+            if self.max_frames and self.profiler.frames >= self.max_frames:
+                return False
+        return False
+
+    def _finish(self, ended: bool) -> None:
+        if self.dispatcher is None:
+            return
+        if ended and not self.stop_event.is_set():
+            if not self.dispatcher.drain(self.cfg.outbox.drain_timeout_s):
+                log.warning("hooks still have undelivered events; they stay in the outbox for the next start")
+        self.dispatcher.close()
+
+    def _watchdog(self) -> None:
+        now = time.monotonic()
+        if now - self._watchdog_t >= 1.0:
+            self._watchdog_t = now
+            env.sd_notify("WATCHDOG=1")
+
+    def _publish(self, result: FrameResult) -> None:
+        d, face, score = result.decision, result.face, result.liveness.score
+        timing = {s: self.profiler.last_ms(s) for s in ("capture", "detect", "crop", "depth", "liveness")}
+        event = new_event(
+            "decision",
+            decision=d.decision,
+            granted=d.decision == LIVE,
+            track_id=d.track_id,
+            frame_id=result.frame.frame_id,
+            score_mm=round(score.score_mm, 3),
+            mean_score_mm=round(d.mean_score_mm, 3),
+            threshold_mm=self.threshold_mm,
+            relief_range_mm=round(score.relief_range_mm, 3),
+            face_cells=score.face_cells,
+            votes_live=d.votes_live,
+            votes=d.votes,
+            vote_k=self.cfg.liveness.vote_k,
+            box=[round(float(v), 1) for v in face.face.box],
+            detector_score=round(face.face.score, 4),
+            timing_ms=timing,
+            model_sha256=getattr(self.bundle, "model_sha256", ""),
+            bundle_version=getattr(self.bundle, "version", ""),
+        )
+        if self.cfg.liveness.save_depth_dir:
+            event["depth_png"] = self._save_panel(result, event["id"])
+        self.decisions[d.decision] += 1
+        self.last_decision = event
+        log.info(
+            "decision %s: track %d, score %.1f mm (threshold %.1f), frame %d, event %s",
+            d.decision,
+            d.track_id,
+            score.score_mm,
+            self.threshold_mm,
+            result.frame.frame_id,
+            event["id"],
+        )
+        if self.dispatcher:
+            self.dispatcher.publish(event)
+
+    def _save_panel(self, result: FrameResult, event_id: str) -> str:
+        path = Path(self.cfg.liveness.save_depth_dir) / f"{event_id}.png"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), decision_panel(result, self.threshold_mm)[..., ::-1])
+        except (OSError, cv2.error) as e:
+            log.warning("cannot save %s: %s", path, e)
+            return ""
+        return str(path)
+
+    def status(self) -> dict:
+        now = time.monotonic()
+        return {
+            "uptime_s": round(now - self.started, 1),
+            "frames": self.profiler.frames,
+            "fps": round(self.profiler.fps_meter.fps(), 2),
+            "last_frame_age_s": round(now - self.last_frame_t, 2) if self.last_frame_t else None,
+            "camera": {
+                "name": self.camera.camera.name,
+                "open": self.camera.is_open,
+                "errors": self.camera.errors,
+                "last_error": self.camera.last_error,
+            },
+            "bundle": {
+                "version": getattr(self.bundle, "version", ""),
+                "model_sha256": getattr(self.bundle, "model_sha256", ""),
+            },
+            "threshold_mm": self.threshold_mm,
+            "decisions": dict(self.decisions),
+            "last_decision": self.last_decision,
+            "hooks": self.dispatcher.status() if self.dispatcher else {},
+            "stages": self.profiler.summary()["stages"],
+            "rss_mb": env.rss_mb(),
+            "soc_temperature_c": env.soc_temperature_c(),
+        }
+
+    def healthy(self, max_frame_age_s: float = 10.0) -> bool:
+        return bool(self.last_frame_t) and time.monotonic() - self.last_frame_t < max_frame_age_s

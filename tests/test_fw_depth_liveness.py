@@ -1,0 +1,117 @@
+"""Depth model (int8 (de)quantisation against the float Keras model), liveness score and vote, box mapping."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from firmware_app.depth import DepthEstimator, DepthModelError, DepthResult
+from firmware_app.face import FaceDetector, iou
+from firmware_app.liveness import LIVE, SPOOF, LivenessScorer, LivenessVoter, Score, relief_score
+from firmware_app.pipeline import landmark_box
+from tests.test_fw_fixtures import build_tiny_keras, representative_crops, synthetic_frames, tiny_bundle
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bundle_dir():
+    return tiny_bundle()
+
+
+def test_depth_matches_the_float_model(bundle_dir):
+    est = DepthEstimator(bundle_dir / "depth.tflite", num_threads=1)
+    model = build_tiny_keras()  # same seeded weights as the converted file
+    for (crop,) in representative_crops(3):
+        crop8 = crop[0].astype(np.uint8)
+        got = est.predict(crop8)
+        ref = model.predict(crop8[None].astype(np.float32), verbose=0)
+        assert got.relief_mm.shape == got.face_prob.shape == (80, 80)
+        assert np.abs(got.relief_mm - ref["relief"][0, :, :, 0]).mean() < 0.5  # mm, a few int8 steps
+        np.testing.assert_allclose(got.face_prob, 1 - ref["bins"][0, :, :, -1], atol=0.03)
+
+
+def test_depth_quantises_as_pixel_minus_128(bundle_dir):
+    est = DepthEstimator(bundle_dir / "depth.tflite")
+    crop = np.arange(160 * 160 * 3, dtype=np.uint32).reshape(160, 160, 3).astype(np.uint8)
+    np.testing.assert_array_equal(est.quantize(crop)[0], crop.astype(np.int16) - 128)
+    with pytest.raises(ValueError, match="160, 160, 3"):
+        est.predict(np.zeros((80, 80, 3), np.uint8))
+
+
+def test_detector_is_not_a_depth_model(bundle_dir):
+    with pytest.raises(DepthModelError, match="expected one \\(1, 160, 160, 3\\) int8"):
+        DepthEstimator(bundle_dir / "face_detection_short_range.tflite")
+
+
+def _grid():
+    v, u = np.mgrid[0:80, 0:80].astype(np.float32)
+    return u, v
+
+
+def test_score_ignores_a_tilted_plane_and_sees_a_face():
+    u, v = _grid()
+    mask = (u - 40) ** 2 / 30**2 + (v - 40) ** 2 / 36**2 < 1
+    plane = 0.8 * u - 0.5 * v + 3.0  # a photo held at an angle: 60 mm of raw range
+    face = plane - 25 * np.exp(-((u - 40) ** 2 + (v - 38) ** 2) / (2 * 8**2))  # + a 25 mm nose
+    flat_score, flat_raw = relief_score(plane, mask)
+    face_score, _ = relief_score(face, mask)
+    assert flat_raw > 50 and flat_score < 0.1
+    assert 20 < face_score < 30
+    scorer = LivenessScorer(threshold_mm=10, face_prob=0.5, min_face_cells=200)
+    prob = mask.astype(np.float32)
+    assert scorer.score(DepthResult(face, prob)).live
+    assert not scorer.score(DepthResult(plane, prob)).live
+    assert scorer.score(DepthResult(face, np.zeros_like(prob))) is None  # no face in the depth map
+
+
+def test_k_of_n_vote_per_track():
+    voter = LivenessVoter(k=2, n=3)
+    live, spoof = Score(20, 20, 500, True), Score(1, 1, 500, False)
+    assert voter.add(1, live) is None  # one vote is not enough
+    d = voter.add(1, live)
+    assert d.decision == LIVE and (d.votes_live, d.votes) == (2, 2)
+    assert voter.add(1, live) is None  # no repeat while the verdict holds
+    assert voter.add(1, spoof) is None  # 2 live of the last 3 still
+    assert voter.add(1, spoof).decision == SPOOF
+    assert voter.add(2, live) is None  # a new track starts its own window
+    voter.keep_only([2])
+    assert voter.add(1, live) is None  # track 1 forgotten: its vote restarts
+
+
+def test_detector_box_maps_to_the_landmark_extent():
+    """The fitted BlazeFace → 68-landmark box mapping on synthetic frames (not the fit's own frames)."""
+    frames = synthetic_frames()
+    boxes = json.loads((frames / "boxes.json").read_text())
+    det = FaceDetector(tiny_bundle() / "face_detection_short_range.tflite")
+    ious = []
+    for name, true_box in boxes.items():
+        if "bona_fide" not in name:
+            continue
+        rgb = cv2.cvtColor(cv2.imread(str(frames / name)), cv2.COLOR_BGR2RGB)
+        face = max(det.detect(rgb), key=lambda f: f.x1 - f.x0)
+        tb = np.array(true_box)
+        side = max(tb[2] - tb[0], tb[3] - tb[1])  # the crop uses the square of the longer side
+        c = (tb[:2] + tb[2:]) / 2
+        square = np.concatenate([c - side / 2, c + side / 2])
+        ious.append(iou(landmark_box(face), square[None])[0])
+    assert len(ious) >= 3 and min(ious) > 0.7, ious
+
+
+def test_firmware_imports_no_tensorflow_or_train():
+    code = (
+        "import sys, firmware_app.__main__, firmware_app.pipeline, firmware_app.hooks.http, "
+        "firmware_app.hooks.command, firmware_app.hooks.mqtt, firmware_app.hooks.gpio, "
+        "firmware_app.http_server, firmware_app.camera.opencv, firmware_app.camera.picamera2;"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('tensorflow', 'keras', 'train', 'convert', 'picamera2', 'paho'));"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
