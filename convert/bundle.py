@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import os
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -34,6 +33,7 @@ from convert.quantize import DEFAULT_CALIB, QuantResult, check_n_calib, dataset_
 from convert.verify import VerifyResult, verify
 from firmware_app.bundle import MANIFEST, SCHEMA, load_bundle
 from firmware_app.integrity import sha256_file
+from train.provenance import source_commit
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
@@ -49,19 +49,6 @@ class BundleResult:
     manifest: dict
     quant: QuantResult
     verify: VerifyResult
-
-
-def source_commit(repo: Path = REPO) -> str:
-    """HEAD's sha, '-dirty' if the tree differs from it (untracked, not ignored files count: they may be
-    code the model was converted with); 'unknown' outside a git checkout. Read-only git commands."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
-                             timeout=20, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=repo,
-                               capture_output=True, text=True, timeout=20, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return sha + ("-dirty" if dirty else "")
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

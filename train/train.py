@@ -38,6 +38,7 @@ from train.config import Config, ConfigError, config_from_dict
 from train.data import make_dataset
 from train.metrics import ReliefLoss, relief_mae
 from train.model import bin_centres, bin_edges, build_model, count_macs
+from train.provenance import source_commit
 from train.synth.dataset_index import DatasetIndex, write_json_atomic
 from train.synth.shards import sha256_of
 
@@ -104,6 +105,7 @@ def run_info(cfg: Config, index: DatasetIndex, model: keras.Model) -> dict:
         "bins": {"edges_mm": bin_edges(cfg.model).tolist(), "centres_mm": bin_centres(cfg.model).tolist(),
                  "background_class": cfg.model.n_bins},
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
+        "source_commit": source_commit(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "status": "running",
         "epochs_done": 0,

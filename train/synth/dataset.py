@@ -11,7 +11,6 @@ import errno
 import logging
 import multiprocessing as mp
 import resource
-import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from train.provenance import source_commit
 from train.synth.dataset_index import DatasetError, DatasetIndex, ShardEntry, split_for_shard
 from train.synth.generator import GeneratorConfig, generate_shard, warm_up
 from train.synth.shards import write_shard
@@ -49,27 +49,6 @@ class DatasetPlan:
             "shard_size": self.shard_size,
             "source_commit": source_commit(),
         }
-
-
-def source_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
 
 
 def _open_index(plan: DatasetPlan) -> DatasetIndex:
