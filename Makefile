@@ -6,7 +6,7 @@ SEED    ?= 0
 WORKERS ?= 2
 CONFIG  ?= train/configs/default.yaml
 RUN     ?= $(OUT)/runs/default
-BUNDLE  ?= $(OUT)/bundle
+BUNDLE  ?= bundle/default
 
 .DEFAULT_GOAL := help
 .PHONY: help setup quickstart data data-small preview identities bench-synth train evaluate test lint clean
@@ -72,10 +72,10 @@ evaluate: setup  ## evaluate the default run on the test split, write its report
 	$(PY) -m train.evaluate $(OUT)/runs/default
 
 .PHONY: convert bundle-verify
-convert: setup  ## int8 model + verification gate + release bundle (RUN=out/runs/default BUNDLE=out/bundle)
+convert: setup  ## int8 model + verification gate + release bundle (RUN=out/runs/default BUNDLE=bundle/default)
 	$(PY) -m convert $(RUN) --out $(BUNDLE)
 
-bundle-verify: setup  ## check a release bundle as the device does: schema, sha256, shapes (BUNDLE=out/bundle)
+bundle-verify: setup  ## check a release bundle as the device does: schema, sha256, shapes (BUNDLE=bundle/default)
 	$(PY) -m firmware_app.bundle $(BUNDLE)
 
 lint: setup  ## ruff
@@ -86,3 +86,23 @@ test: setup lint  ## lint and the whole test suite (what CI runs)
 
 clean:  ## remove out/ (datasets, runs, caches)
 	rm -rf $(OUT)
+
+# Deploy (deploy/README.md): DEVICE=user@host or DEVICES="a b c", PORT=22, CONFIG= device config
+# (default deploy/device.example.yaml), BUNDLE= release bundle (default bundle/default).
+DEVICES       ?= $(DEVICE)
+PORT          ?= 22
+DEPLOY_CONFIG  = $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),deploy/device.example.yaml)
+DEPLOY_ARGS    = --devices "$(DEVICES)" --port $(PORT)
+.PHONY: deploy deploy-status deploy-logs rollback
+
+deploy: setup  ## build a verified release and install it over ssh (DEVICE=user@host [PORT=22] [CONFIG=] [BUNDLE=])
+	$(PY) -m deploy.deploy deploy $(DEPLOY_ARGS) --config $(DEPLOY_CONFIG) --bundle $(BUNDLE)
+
+deploy-status: setup  ## current release and /healthz of DEVICE (or DEVICES)
+	$(PY) -m deploy.deploy status $(DEPLOY_ARGS)
+
+deploy-logs: setup  ## last 100 daemon log lines of DEVICE (journald, or daemon.log in supervisor mode)
+	$(PY) -m deploy.deploy logs $(DEPLOY_ARGS)
+
+rollback: setup  ## switch DEVICE back to its previous release, restart, health check
+	$(PY) -m deploy.deploy rollback $(DEPLOY_ARGS)

@@ -1,8 +1,8 @@
 """facedepth device daemon.
 
     python -m firmware_app run --config C [--validate-config]   the daemon (SIGTERM/SIGINT stop it cleanly)
-    python -m firmware_app predict IMAGE --bundle B [--out DIR]  one image → crop box, depth, mask, verdict
-    python -m firmware_app profile --config C [--frames N]       per-stage latency, FPS, CPU, RSS → JSON
+    python -m firmware_app predict IMAGE --bundle B [--out DIR] [--ply F]  crop box, depth, mask, verdict
+    python -m firmware_app profile --config C [--frames N | --seconds S] [--plot P]  latency, FPS, RSS
     python -m firmware_app config                                every config field, default and description
 
 Exit status: 0 done, 1 runtime failure, 2 bad config / input, 3 unusable bundle or model.
@@ -102,7 +102,9 @@ def cmd_run(args) -> int:
         from firmware_app.http_server import StatusServer
 
         try:
-            server = StatusServer(daemon, cfg.http.host, cfg.http.port, cfg.http.token).start()
+            server = StatusServer(
+                daemon, cfg.http.host, cfg.http.port, cfg.http.token, preview=cfg.http.preview
+            ).start()
         except OSError as e:
             log.error("status server on %s:%d not started: %s", cfg.http.host, cfg.http.port, e)
     try:
@@ -154,6 +156,25 @@ def cmd_predict(args) -> int:
         )
     np.savez_compressed(out / f"{stem}.npz", **arrays)
     print(_predict_summary(args.image, result, threshold, out / f"{stem}.png"))
+    if args.ply and result.face:
+        from firmware_app.depth import face_point_cloud, write_ply
+
+        fov = args.fov_deg if args.fov_deg is not None else cfg.camera.fov_deg
+        if not 0 < fov < 180:
+            raise UsageError(f"--fov-deg {fov:g}: a field of view is between 0 and 180 degrees", EXIT_CONFIG)
+        points, colours = face_point_cloud(
+            result.depth,
+            result.crop.transform,
+            result.crop.input,
+            result.face.box,
+            (bgr.shape[1], bgr.shape[0]),
+            fov_deg=fov,
+            face_prob=cfg.liveness.face_prob,
+        )
+        args.ply.parent.mkdir(parents=True, exist_ok=True)
+        write_ply(args.ply, points, colours)
+        z = f", z {np.median(points[:, 2]):.0f} mm median" if len(points) else ""
+        print(f"wrote {args.ply}: {len(points)} face points (FOV {fov:g}°{z})")
     return 0 if result.face else 1
 
 
@@ -193,38 +214,65 @@ def _throttled() -> str | None:
 
 
 def cmd_profile(args) -> int:
+    import threading
+
     from firmware_app import env
-    from firmware_app.profiling import Profiler
+    from firmware_app.profiling import Profiler, plot_profile
 
     cfg = _config(args.config)
     _setup_logging("WARNING")
+    if args.seconds is not None and args.seconds <= 0:
+        raise UsageError("--seconds must be positive", EXIT_CONFIG)
+    frames = args.frames if args.frames is not None else (0 if args.seconds else 300)
     with tempfile.TemporaryDirectory(prefix="facedepth-profile-") as tmp:
         cfg = replace(cfg, hooks=(), outbox=replace(cfg.outbox, dir=tmp))  # events measured, not delivered
-        profiler = Profiler(window=max(args.frames, 1), fps_window_s=1e9)
-        daemon = _build_daemon(cfg, _bundle(cfg.depth.bundle), profiler=profiler, max_frames=args.frames)
+        # a bounded window: a soak run's own sample buffers must not look like growth
+        window = max(frames, 1) if frames else 2000
+        profiler = Profiler(window=window, fps_window_s=1e9, timeline_s=1.0)
+        daemon = _build_daemon(cfg, _bundle(cfg.depth.bundle), profiler=profiler, max_frames=frames)
         _install_signals(daemon)
+        timer = threading.Timer(args.seconds, daemon.request_stop) if args.seconds else None
         rss0, cpu0, t0 = env.rss_mb(), _cpu_seconds(), time.monotonic()
-        daemon.run()
+        if timer:
+            timer.daemon = True
+            timer.start()
+        try:
+            daemon.run()
+        finally:
+            if timer:
+                timer.cancel()
         wall, cpu = time.monotonic() - t0, _cpu_seconds() - cpu0
     summary = profiler.summary()
+    rss1 = env.rss_mb()
     report = {
         "frames": profiler.frames,
         "wall_s": round(wall, 3),
         "fps": round(profiler.frames / wall, 2) if wall > 0 else 0.0,
         "cpu_percent": round(100 * cpu / wall, 1) if wall > 0 else 0.0,
         "rss_mb_start": rss0,
-        "rss_mb_end": env.rss_mb(),
+        "rss_mb_end": rss1,
+        "rss_growth_percent": round(100 * (rss1 - rss0) / rss0, 2) if rss0 and rss1 else None,
         "soc_temperature_c": env.soc_temperature_c(),
         "throttled": _throttled(),
         "decisions": daemon.decisions,
         "camera_errors": daemon.camera.errors,
         "threads": {"detector": cfg.detector.num_threads, "depth": cfg.depth.num_threads},
         "stages": summary["stages"],
+        "timeline": [{"t_s": t, "fps": f, "rss_mb": r} for t, f, r in profiler.timeline],
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(_profile_table(report, out))
+    if args.plot:
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        if plot_profile(report, args.plot):
+            print(f"wrote {args.plot}")
+        else:
+            print(
+                f"note: matplotlib is not installed, so no plot was written ({args.plot}); "
+                "pip install matplotlib on a workstation to draw it from the JSON"
+            )
     return 0
 
 
@@ -233,6 +281,11 @@ def _profile_table(report: dict, out: Path) -> str:
     for name, s in report["stages"].items():
         if s["n"]:
             lines.append(f"{name:10s} {s['n']:6d} {s['p50_ms']:8.2f} {s['p95_ms']:8.2f} {s['max_ms']:8.2f}")
+    growth = report.get("rss_growth_percent")
+    lines.append(
+        f"RSS {report['rss_mb_start'] or 0:.1f} MB at start, {report['rss_mb_end'] or 0:.1f} MB at end"
+        + (f" ({growth:+.2f}%)" if growth is not None else "")
+    )
     lines.append(
         f"{report['frames']} frames in {report['wall_s']:.1f} s: {report['fps']:.1f} frames/s, "
         f"CPU {report['cpu_percent']:.0f}%, RSS {report['rss_mb_end'] or 0:.0f} MB; wrote {out}"
@@ -264,10 +317,23 @@ def parser() -> argparse.ArgumentParser:
     pred.add_argument("--bundle", type=Path, help="release bundle (default: the config's depth.bundle)")
     pred.add_argument("--config", type=Path, help="device config for detector/liveness settings")
     pred.add_argument("--out", type=Path, help="output directory (default: <image stem>_depth)")
+    pred.add_argument(
+        "--ply",
+        type=Path,
+        help="also write the face's point cloud (ASCII PLY, x y z mm + r g b; distance assumes a 150 mm "
+        "wide face)",
+    )
+    pred.add_argument(
+        "--fov-deg",
+        type=float,
+        help="camera horizontal field of view for the point cloud (default: config camera.fov_deg, 60)",
+    )
     pred.set_defaults(func=cmd_predict)
     prof = sub.add_parser("profile", help="per-stage latency and frame rate on the configured camera")
     prof.add_argument("--config", required=True, type=Path)
-    prof.add_argument("--frames", type=int, default=300)
+    prof.add_argument("--frames", type=int, help="stop after N frames (default 300, or none with --seconds)")
+    prof.add_argument("--seconds", type=float, help="stop after S seconds (a soak run: RSS growth, FPS)")
+    prof.add_argument("--plot", type=Path, help="also draw p50/p95 per stage and FPS over time (PNG)")
     prof.add_argument("--out", default="profile.json", help="JSON report (default: %(default)s)")
     prof.set_defaults(func=cmd_profile)
     conf = sub.add_parser("config", help="print every config field with its default and description")

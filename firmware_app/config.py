@@ -63,6 +63,11 @@ class CameraConfig:
         "as fast as possible), the camera's requested rate otherwise",
         min=0.0,
     )
+    fov_deg: float = _f(
+        60.0,
+        "horizontal field of view in degrees (pinhole intrinsics for point clouds: fx = W/2 / tan(fov/2))",
+        min=1.0,
+    )
     read_timeout_s: float = _f(2.0, "a read that takes longer counts as a camera error", min=0.01)
     backoff_s: float = _f(0.5, "first reconnect delay after a camera error; doubles per failure", min=0.0)
     backoff_max_s: float = _f(10.0, "longest reconnect delay", min=0.0)
@@ -168,6 +173,9 @@ class HttpConfig:
     host: str = _f("127.0.0.1", "bind address; beyond loopback a token is required")
     port: int = _f(8321, "TCP port (0 = any free port)", min=0)
     token: str = _f("", "bearer token required when host is not loopback; use ${ENV}", secret=True)
+    preview: bool = _f(
+        False, "serve /preview (live page) and /preview.jpg (frame | depth colour map | decision)"
+    )
 
 
 @dataclass(frozen=True)
@@ -336,6 +344,12 @@ def _check(cfg: Config, root, ctx: _Ctx) -> None:
     if cfg.camera.type == "replay" and not cfg.camera.source:
         raise ctx.error(root, "camera.source", "a replay camera needs a video file or image folder")
     loopback = cfg.http.host in ("127.0.0.1", "localhost", "::1")
+    if cfg.http.preview and not cfg.http.enabled:
+        raise ctx.error(root, "http.preview", "needs http.enabled: true")
+    if cfg.http.preview and not loopback and not cfg.http.token:
+        raise ctx.error(
+            root, "http.token", f"required for http.preview when http.host is {cfg.http.host} (not loopback)"
+        )
     if cfg.http.enabled and not loopback and not cfg.http.token:
         raise ctx.error(root, "http.token", f"required when http.host is {cfg.http.host} (not loopback)")
 

@@ -109,3 +109,62 @@ class DepthEstimator:
         background = (bins[:, :, -1].astype(np.float32) - bz) * np.float32(bs)
         face_prob = np.clip(1.0 - background, 0.0, 1.0)
         return DepthResult((relief.astype(np.float32) - rz) * np.float32(rs), face_prob)
+
+
+FACE_WIDTH_MM = 150.0  # assumed width of an adult face (the 68-landmark extent) for absolute distance
+
+
+def focal_px(image_width: int, fov_deg: float) -> float:
+    """Pinhole focal length in pixels from the horizontal field of view: fx = (W / 2) / tan(FOV / 2)."""
+    return 0.5 * image_width / np.tan(np.radians(fov_deg) / 2.0)
+
+
+def face_point_cloud(
+    depth: DepthResult,
+    transform,
+    crop_rgb: np.ndarray,
+    face_box,
+    image_size: tuple[int, int],
+    fov_deg: float = 60.0,
+    face_prob: float = 0.5,
+    face_width_mm: float = FACE_WIDTH_MM,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The face's depth back-projected to camera coordinates: ((N, 3) float32 x, y, z mm, (N, 3) uint8 RGB).
+
+    Intrinsics: a pinhole camera with square pixels, principal point at the image centre and
+    fx = fy = (W / 2) / tan(fov_deg / 2). The network's relief is relative, so the absolute distance of
+    the face is estimated from its box: Z0 = fx · face_width_mm / box width (px), assuming a 150 mm wide
+    face; each face cell (face_prob above the threshold) lies at z = Z0 − relief (relief + = nearer) and
+    x = (u − cx)·z / fx, y = (v − cy)·z / fy with (u, v) its centre in the frame (`grid_frame_coords`).
+    Camera axes: x right, y down, z forward (OpenCV). Colours are the network input averaged to the grid.
+    """
+    import cv2
+
+    from firmware_app.preprocess import grid_frame_coords
+
+    width, height = image_size
+    fx = focal_px(width, fov_deg)
+    box_w = max(float(face_box[2]) - float(face_box[0]), 1.0)
+    z0 = fx * face_width_mm / box_w
+    mask = depth.face_prob > face_prob
+    uv = grid_frame_coords(transform, GRID_SIZE)[mask]
+    z = z0 - depth.relief_mm[mask].astype(np.float64)
+    x = (uv[:, 0] - (width - 1) / 2.0) * z / fx
+    y = (uv[:, 1] - (height - 1) / 2.0) * z / fx
+    grid_rgb = cv2.resize(crop_rgb, (GRID_SIZE, GRID_SIZE), interpolation=cv2.INTER_AREA)
+    return np.stack([x, y, z], axis=1).astype(np.float32), grid_rgb[mask].astype(np.uint8)
+
+
+def write_ply(path, points: np.ndarray, colours: np.ndarray) -> None:
+    """ASCII PLY: one vertex per line, `x y z r g b` (float mm, uchar)."""
+    header = (
+        "ply\nformat ascii 1.0\ncomment facedepth face point cloud, millimetres, camera axes x right y down"
+        f" z forward\nelement vertex {len(points)}\nproperty float x\nproperty float y\nproperty float z\n"
+        "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
+    )
+    rows = [
+        f"{x:.2f} {y:.2f} {z:.2f} {r} {g} {b}"
+        for (x, y, z), (r, g, b) in zip(points.tolist(), colours.tolist(), strict=True)
+    ]
+    with open(path, "w") as f:
+        f.write(header + "".join(r + "\n" for r in rows))

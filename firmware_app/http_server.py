@@ -1,16 +1,22 @@
 """Local HTTP status: /healthz (200 "ok" while frames flow, else 503), /status (JSON), /metrics (Prometheus).
 
-Bound to 127.0.0.1 by default; bound beyond loopback, every request needs `Authorization: Bearer
-<token>` (the config refuses a non-loopback host without a token). Runs in a daemon thread.
+With `http.preview: true` also /preview (an HTML page that reloads the image) and /preview.jpg (the
+latest frame | depth colour map | decision, JPEG; 503 before the first frame).
+
+Bound to 127.0.0.1 by default; when a token is set (the config requires one beyond loopback), every
+request needs `Authorization: Bearer <token>` or `?token=<token>` (the preview page passes the query
+form on to its image, since an <img> cannot send headers), else 401. Runs in a daemon thread.
 """
 
 from __future__ import annotations
 
 import hmac
+import html
 import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, quote, urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +49,29 @@ def prometheus(status: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+PREVIEW_HTML = """<!doctype html>
+<html><head><meta charset="utf-8"><title>facedepth preview</title>
+<style>body{{background:#111;color:#ccc;font-family:sans-serif}}img{{max-width:100%}}</style></head>
+<body><img id="p" src="{src}" alt="waiting for the first frame">
+<p>frame | depth colour map | decision &middot; refreshed every {ms} ms</p>
+<script>
+const img = document.getElementById("p");
+setInterval(() => {{ img.src = "{src}" + "{sep}t=" + Date.now(); }}, {ms});
+</script></body></html>
+"""
+
+
 class StatusServer:
-    def __init__(self, daemon, host: str = "127.0.0.1", port: int = 8321, token: str = ""):
-        self.daemon, self.token = daemon, token
+    def __init__(
+        self,
+        daemon,
+        host: str = "127.0.0.1",
+        port: int = 8321,
+        token: str = "",
+        preview: bool = False,
+        refresh_ms: int = 500,
+    ):
+        self.daemon, self.token, self.preview, self.refresh_ms = daemon, token, preview, refresh_ms
         self.httpd = ThreadingHTTPServer((host, port), self._handler())
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
@@ -56,11 +82,31 @@ class StatusServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (http.server's name)
-                if server.token and not hmac.compare_digest(
-                    self.headers.get("Authorization", ""), f"Bearer {server.token}"
+                url = urlsplit(self.path)
+                query_token = (parse_qs(url.query).get("token") or [""])[0]
+                if server.token and not (
+                    hmac.compare_digest(
+                        self.headers.get("Authorization", "").encode(), f"Bearer {server.token}".encode()
+                    )
+                    or hmac.compare_digest(query_token.encode(), server.token.encode())
                 ):
                     return self._send(401, "text/plain", b"token required\n")
-                path = self.path.split("?")[0]
+                path = url.path
+                if server.preview and path == "/preview":
+                    src = "/preview.jpg" + (f"?token={quote(server.token)}" if server.token else "")
+                    page = PREVIEW_HTML.format(
+                        src=html.escape(src), sep="&" if server.token else "?", ms=server.refresh_ms
+                    )
+                    return self._send(200, "text/html; charset=utf-8", page.encode())
+                if server.preview and path == "/preview.jpg":
+                    try:
+                        jpeg = server.daemon.preview_jpeg()
+                    except Exception as e:  # never take the server down for a preview
+                        log.warning("preview: %s", e)
+                        jpeg = None
+                    if jpeg is None:
+                        return self._send(503, "text/plain", b"no frame yet\n")
+                    return self._send(200, "image/jpeg", jpeg, cache=False)
                 if path == "/healthz":
                     ok = server.daemon.healthy()
                     return self._send(200 if ok else 503, "text/plain", b"ok\n" if ok else b"no frames\n")
@@ -74,9 +120,11 @@ class StatusServer:
                     )
                 return self._send(404, "text/plain", b"not found: /healthz /status /metrics\n")
 
-            def _send(self, code: int, ctype: str, body: bytes):
+            def _send(self, code: int, ctype: str, body: bytes, cache: bool = True):
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
+                if not cache:
+                    self.send_header("Cache-Control", "no-store")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

@@ -230,6 +230,28 @@ def decision_panel(result: FrameResult, threshold_mm: float) -> np.ndarray:
     return np.concatenate([crop, depth, text], axis=1)
 
 
+def preview_panel(result: FrameResult, threshold_mm: float, height: int = 240) -> np.ndarray:
+    """RGB panel for the live preview: the whole frame (face box drawn) | depth colour map | decision."""
+    rgb = result.frame.rgb
+    scale = height / rgb.shape[0]
+    frame = cv2.resize(rgb, (max(int(round(rgb.shape[1] * scale)), 1), height), interpolation=cv2.INTER_AREA)
+    if result.face is not None:
+        x0, y0, x1, y1 = (int(round(float(v) * scale)) for v in result.face.face.box)
+        cv2.rectangle(frame, (x0, y0), (x1, y1), (0, 220, 0), 2)
+    panel = decision_panel(result, threshold_mm)[:, 160:]  # depth colour map | verdict text (160 high)
+    pad = np.zeros((height - panel.shape[0], panel.shape[1], 3), np.uint8)
+    return np.concatenate([frame, np.concatenate([panel, pad], axis=0)], axis=1)
+
+
+def preview_jpeg(result: FrameResult, threshold_mm: float, quality: int = 80) -> bytes:
+    ok, buf = cv2.imencode(
+        ".jpg", preview_panel(result, threshold_mm)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
 class Daemon:
     """Camera → pipeline → outbox → hooks until stopped (SIGTERM) or a non-looping replay ends."""
 
@@ -259,6 +281,7 @@ class Daemon:
         self.last_frame_t = 0.0
         self.decisions = {"live": 0, "spoof": 0}
         self.last_decision: dict | None = None
+        self.last_result: FrameResult | None = None  # for the live preview (a reference, no copy)
         self._watchdog_t = 0.0
 
     def request_stop(self) -> None:
@@ -300,6 +323,7 @@ class Daemon:
                 with self.profiler.stage("outbox"):
                     self._publish(result)
             self.last_frame_t = time.monotonic()
+            self.last_result = result
             self.profiler.frame_done()
             self._watchdog()
             if self.max_frames and self.profiler.frames >= self.max_frames:
@@ -394,6 +418,11 @@ class Daemon:
             "rss_mb": env.rss_mb(),
             "soc_temperature_c": env.soc_temperature_c(),
         }
+
+    def preview_jpeg(self) -> bytes | None:
+        """The latest frame | depth colour map | decision as JPEG; None before the first frame."""
+        result = self.last_result
+        return preview_jpeg(result, self.threshold_mm) if result is not None else None
 
     def healthy(self, max_frame_age_s: float = 10.0) -> bool:
         return bool(self.last_frame_t) and time.monotonic() - self.last_frame_t < max_frame_age_s
