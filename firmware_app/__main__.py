@@ -244,6 +244,7 @@ def cmd_profile(args) -> int:
         wall, cpu = time.monotonic() - t0, _cpu_seconds() - cpu0
     summary = profiler.summary()
     rss1 = env.rss_mb()
+    warm = profiler.timeline[0][2] if profiler.timeline else None
     report = {
         "frames": profiler.frames,
         "wall_s": round(wall, 3),
@@ -251,7 +252,10 @@ def cmd_profile(args) -> int:
         "cpu_percent": round(100 * cpu / wall, 1) if wall > 0 else 0.0,
         "rss_mb_start": rss0,
         "rss_mb_end": rss1,
-        "rss_growth_percent": round(100 * (rss1 - rss0) / rss0, 2) if rss0 and rss1 else None,
+        "rss_growth_percent": _growth(rss0, rss1),
+        # after the first second (interpreters' arenas, first frames): what a leak would show as
+        "rss_mb_warm": warm,
+        "rss_growth_after_warmup_percent": _growth(warm, rss1),
         "soc_temperature_c": env.soc_temperature_c(),
         "throttled": _throttled(),
         "decisions": daemon.decisions,
@@ -276,15 +280,24 @@ def cmd_profile(args) -> int:
     return 0
 
 
+def _growth(start: float | None, end: float | None) -> float | None:
+    return round(100 * (end - start) / start, 2) if start and end else None
+
+
 def _profile_table(report: dict, out: Path) -> str:
     lines = [f"{'stage':10s} {'n':>6s} {'p50 ms':>8s} {'p95 ms':>8s} {'max ms':>8s}"]
     for name, s in report["stages"].items():
         if s["n"]:
             lines.append(f"{name:10s} {s['n']:6d} {s['p50_ms']:8.2f} {s['p95_ms']:8.2f} {s['max_ms']:8.2f}")
-    growth = report.get("rss_growth_percent")
+    growth, warm_growth = report.get("rss_growth_percent"), report.get("rss_growth_after_warmup_percent")
     lines.append(
         f"RSS {report['rss_mb_start'] or 0:.1f} MB at start, {report['rss_mb_end'] or 0:.1f} MB at end"
         + (f" ({growth:+.2f}%)" if growth is not None else "")
+        + (
+            f"; from {report['rss_mb_warm']:.1f} MB after the first second {warm_growth:+.2f}%"
+            if warm_growth is not None
+            else ""
+        )
     )
     lines.append(
         f"{report['frames']} frames in {report['wall_s']:.1f} s: {report['fps']:.1f} frames/s, "

@@ -120,6 +120,7 @@ def test_profile_plot_and_soak_by_seconds(tmp_path):
     assert 2.3 < report["wall_s"] < 10 and report["frames"] > 0 and report["fps"] > 0
     assert report["rss_mb_start"] > 0 and report["rss_mb_end"] > 0
     assert report["rss_growth_percent"] is not None
+    assert report["rss_mb_warm"] > 0 and report["rss_growth_after_warmup_percent"] is not None
     assert "RSS" in proc.stdout and "%" in proc.stdout and "frames/s" in proc.stdout
     assert len(report["timeline"]) >= 1 and all(s["fps"] > 0 for s in report["timeline"])
     png = cv2.imread(str(plot))
