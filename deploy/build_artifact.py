@@ -29,6 +29,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from firmware_app.integrity import sha256_file
+
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 RELEASE_JSON = "RELEASE.json"
@@ -39,14 +41,6 @@ class BuildError(Exception):
     def __init__(self, message: str, code: int = 1):
         super().__init__(message)
         self.code = code
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _ignore(_dir, names):
@@ -73,7 +67,7 @@ def stage(bundle: Path, config: Path, dest: Path) -> None:
 
 def file_hashes(root: Path) -> dict[str, str]:
     return {
-        p.relative_to(root).as_posix(): sha256(p)
+        p.relative_to(root).as_posix(): sha256_file(p)
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.relative_to(root).as_posix() != RELEASE_JSON
     }

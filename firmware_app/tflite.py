@@ -1,7 +1,7 @@
-"""The one place that picks a TFLite interpreter: ai_edge_litert, else tflite_runtime, else tf.lite.
+"""The one place that picks a TFLite interpreter: ai_edge_litert, else tflite_runtime.
 
-TensorFlow is imported only as the last resort, inside `make_interpreter`, never at import time: the
-device has only a TFLite runtime.
+Never TensorFlow: the device has only a TFLite runtime, and the workstation pins ai-edge-litert too
+(bit-identical to tf.lite, see TOOLCHAIN.md), so both run the shipped model the same way.
 """
 
 from __future__ import annotations
@@ -21,17 +21,11 @@ def _interpreter_class() -> tuple[type, str]:
         pass
     try:
         from tflite_runtime.interpreter import Interpreter  # needs numpy < 2
-
-        return Interpreter, "tflite_runtime"
-    except ImportError:
-        pass
-    try:
-        import tensorflow as tf  # workstation fallback only
     except ImportError as e:
         raise ImportError(
             "no TFLite runtime found: pip install ai-edge-litert (or tflite-runtime on a numpy<2 device)"
         ) from e
-    return tf.lite.Interpreter, "tensorflow.lite"
+    return Interpreter, "tflite_runtime"
 
 
 def make_interpreter(model_path: Path | str, num_threads: int = 1):

@@ -3,7 +3,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from train.synth import albedo
+from train.synth import albedo, occluders
 
 SIZE = 256  # smaller than the generator's 512 to keep the tests quick; the code is size-agnostic
 
@@ -116,7 +116,7 @@ def test_occluders_change_only_pixels_near_the_eyes_and_forehead(dtype, style):
     lm = _landmarks()
     app = _appearance(0, glasses=style, fringe=True, fringe_length=1.0, lens_tint=0.3)
     img = _frame(dtype)
-    out = albedo.draw_occluders(app, img, lm, np.ones(68, bool), np.random.default_rng(0))
+    out = occluders.draw_occluders(app, img, lm, np.ones(68, bool), np.random.default_rng(0))
     assert out.dtype == img.dtype and out.shape == img.shape
     changed = np.any(out != img, axis=-1)
     assert changed.sum() > 200
@@ -133,7 +133,7 @@ def test_occluders_change_only_pixels_near_the_eyes_and_forehead(dtype, style):
 def test_occluders_without_glasses_or_fringe_leave_the_frame_unchanged():
     img = _frame(np.float32)
     app = _appearance(0, glasses="none", fringe=False)
-    out = albedo.draw_occluders(app, img, _landmarks(), np.ones(68, bool), np.random.default_rng(0))
+    out = occluders.draw_occluders(app, img, _landmarks(), np.ones(68, bool), np.random.default_rng(0))
     assert np.array_equal(out, img)
 
 
@@ -141,7 +141,7 @@ def test_glasses_alone_stay_around_the_eyes():
     lm = _landmarks()
     img = _frame(np.float32)
     app = _appearance(0, glasses="rect", fringe=False)
-    out = albedo.draw_occluders(app, img, lm, np.ones(68, bool), np.random.default_rng(0))
+    out = occluders.draw_occluders(app, img, lm, np.ones(68, bool), np.random.default_rng(0))
     ys, _ = np.nonzero(np.any(out != img, axis=-1))
     iod = 60.0
     assert ys.min() >= lm[36:48, 1].mean() - 0.6 * iod and ys.max() <= lm[36:48, 1].mean() + 0.6 * iod

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from train.synth import albedo, morph
+from train.synth import morph, occluders
 from train.synth.attacks import Photo, draw_fingers, render_attack, sample_medium
 from train.synth.background import make_background
 from train.synth.camera import Camera, ray_through, sample_camera
@@ -70,8 +70,8 @@ def _compose_face(
     covered = layer.covered
     img[covered] = layer.radiance[covered]
     img[layer.torso] = torso_colour * (0.85 + 0.15 * rng.random())
-    if rng.random() < albedo.OCCLUDER_PROBABILITY:
-        img = albedo.draw_occluders(
+    if rng.random() < occluders.OCCLUDER_PROBABILITY:
+        img = occluders.draw_occluders(
             identity.appearance, img, layer.landmarks_2d, layer.landmarks_visible, rng
         )
     return img
