@@ -8,6 +8,7 @@ with a matching hash are kept and the rest (missing, half-written `.tmp`, or alt
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import multiprocessing as mp
 import resource
@@ -71,8 +72,7 @@ def _open_index(plan: DatasetPlan) -> DatasetIndex:
 
 
 def _jsonish(obj):
-    import json
-
+    """The value as it reads back from index.json (tuples become lists), so old and new compare."""
     return json.loads(json.dumps(obj))
 
 

@@ -21,6 +21,8 @@ checked on read, so a truncated or altered shard is never taken as valid.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import zlib
 from pathlib import Path
@@ -88,11 +90,17 @@ def encode_shard(samples: list[Sample]) -> dict[str, np.ndarray]:
 
 
 def write_shard(path: Path, samples: list[Sample]) -> str:
-    """Write atomically (tmp + fsync + rename); return the file's sha256."""
+    """Write atomically (tmp + fsync + rename); return the file's sha256.
+
+    The bytes are hashed as they are written, so the new shard is not read back from disk.
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
+    buffer = io.BytesIO()
+    np.savez(buffer, **encode_shard(samples))
+    data = buffer.getbuffer()
     with open(tmp, "wb") as f:
-        np.savez(f, **encode_shard(samples))
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -101,7 +109,7 @@ def write_shard(path: Path, samples: list[Sample]) -> str:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    return sha256_of(path)
+    return hashlib.sha256(data).hexdigest()
 
 
 class ShardReader:
