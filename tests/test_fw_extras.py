@@ -68,36 +68,19 @@ def test_predict_writes_face_point_cloud(tmp_path):
 
 def test_predict_point_cloud_fov_scales_distance(tmp_path):
     image = synthetic_frames() / FACE
+
+    def predict_ply(name, fov):
+        return _run("predict", image, "--bundle", tiny_bundle(), "--out", tmp_path,
+                    "--ply", tmp_path / name, "--fov-deg", fov)
+
     for fov in (60, 90):
-        proc = _run(
-            "predict",
-            image,
-            "--bundle",
-            tiny_bundle(),
-            "--out",
-            tmp_path,
-            "--ply",
-            tmp_path / f"{fov}.ply",
-            "--fov-deg",
-            fov,
-        )
+        proc = predict_ply(f"{fov}.ply", fov)
         assert proc.returncode == 0, proc.stderr
     z60 = np.median(_read_ply(tmp_path / "60.ply")[1][:, 2])
     z90 = np.median(_read_ply(tmp_path / "90.ply")[1][:, 2])
     expected = math.tan(math.radians(30)) / math.tan(math.radians(45))  # fx90 / fx60
     assert abs(z90 / z60 - expected) < 0.05
-    bad = _run(
-        "predict",
-        image,
-        "--bundle",
-        tiny_bundle(),
-        "--out",
-        tmp_path,
-        "--ply",
-        tmp_path / "x.ply",
-        "--fov-deg",
-        0,
-    )
+    bad = predict_ply("x.ply", 0)
     assert bad.returncode == 2 and "field of view" in bad.stderr
 
 

@@ -302,8 +302,11 @@ def plot_examples(predict: PredictFn, index: DatasetIndex, scores: list[SampleSc
     if not chosen:
         return
     fig, axes = plt.subplots(len(chosen), 4, figsize=(9, 2.3 * len(chosen)), squeeze=False)
+    readers: dict[str, ShardReader] = {}  # best and worst often share shards: load each once
     for r, (row, (tag, s)) in enumerate(zip(axes, chosen, strict=True)):
-        ex = make_example(ShardReader(index.root / s.shard).sample(s.index), data, model)
+        if s.shard not in readers:
+            readers[s.shard] = ShardReader(index.root / s.shard)
+        ex = make_example(readers[s.shard].sample(s.index), data, model)
         relief, prob, _ = _unpack(predict(ex.rgb[None]))
         aligned = M.shift_align(relief[0], ex.relief, ex.face)
         shown = [ex.rgb, np.where(ex.face, ex.relief, np.nan), np.where(prob[0] > 0.5, aligned, np.nan),
