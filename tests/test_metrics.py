@@ -21,6 +21,17 @@ def test_shift_alignment_removes_a_constant_offset():
     assert M.mae(aligned, true, mask) == 0.0
 
 
+def test_plane_alignment_removes_tilt_but_not_shape():
+    gy, gx = np.indices((20, 20)).astype(np.float64)
+    true = -((gx - 10) ** 2 + (gy - 10) ** 2) / 10  # a bump: shape, not tilt
+    mask = np.ones_like(true, bool)
+    tilted = true + 0.8 * gx - 0.5 * gy + 3  # the same shape read with the wrong head pitch and yaw
+    assert M.mae(M.shift_align(tilted, true, mask), true, mask) > 3
+    assert M.mae(M.plane_align(tilted, true, mask), true, mask) < 1e-9
+    flat = np.zeros_like(true)  # a flat prediction keeps its shape error after plane alignment
+    assert M.mae(M.plane_align(flat, true, mask), true, mask) > 3
+
+
 def test_mae_rmse_after_median_alignment():
     true = np.zeros(5)
     pred = np.array([1.0, 2.0, 3.0, 10.0, 99.0])
@@ -116,6 +127,7 @@ def test_evaluate_with_a_perfect_predict_fn(fake):
     g = r.bona_fide
     assert g.n + r.attack.n == 12 and r.attack.n == 3
     assert g.mae_mm < 1e-4 and g.rmse_mm < 1e-4 and g.delta_1_25 == 1.0  # offset 12 mm is aligned away
+    assert g.mae_plane_mm < 1e-4
     assert g.ordinal_accuracy == 1.0 and g.ordinal_pairs > 100 and g.mask_iou == 1.0
     assert math.isnan(g.stage1_top1)  # no bin probabilities given
     assert r.attack.planar_range_p95_mm < 1.0 < 30 < g.planar_range_p5_mm  # photos are planar, faces not
@@ -127,6 +139,7 @@ def test_evaluate_noise_and_jitter_table(fake):
     data, model = DataConfig(), ModelConfig()
     r = evaluate(_oracle(fake, data, model, noise=3.0), fake, "test", data=data, model=model)
     assert 2.0 < r.bona_fide.mae_mm < 2.8  # E|N(0, 3)| = 2.39
+    assert 2.0 < r.bona_fide.mae_plane_mm <= r.bona_fide.mae_mm + 0.05  # noise is not a plane
     zero = lambda x: (np.zeros((len(x), 80, 80)), np.zeros((len(x), 80, 80)))  # noqa: E731
     rows = jitter_table(zero, fake, "test", data=data, model=model, levels=(0.0, 1.0), max_samples=4)
     assert [r["level"] for r in rows] == [0.0, 1.0] and rows[1]["roll_deg"] == data.jitter_roll_deg

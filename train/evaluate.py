@@ -53,6 +53,7 @@ class SampleScore:
     top3: float
     top1_face: float
     top3_face: float
+    mae_plane_mm: float  # MAE after removing the best-fit plane of the error: shape error without tilt
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class GroupMetrics:
     planar_range_p5_mm: float  # the same for the plane-removed range
     planar_range_p50_mm: float
     planar_range_p95_mm: float
+    mae_plane_mm: float  # plane-aligned MAE: how much of mae_mm is head/medium tilt read wrong
 
     @classmethod
     def of(cls, scores: list[SampleScore]) -> GroupMetrics | None:
@@ -96,7 +98,7 @@ class GroupMetrics:
         return cls(len(scores), mean("mae_mm"), mean("rmse_mm"), mean("delta_1_25"),
                    sum(s.ordinal_correct for s in scores) / pairs if pairs else float("nan"), pairs,
                    mean("mask_iou"), mean("top1"), mean("top3"), mean("top1_face"), mean("top3_face"),
-                   *percentiles("relief_range_mm"), *percentiles("planar_range_mm"))
+                   *percentiles("relief_range_mm"), *percentiles("planar_range_mm"), mean("mae_plane_mm"))
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,8 @@ def score_sample(ex: Example, relief: np.ndarray, prob: np.ndarray, bins: np.nda
     score = SampleScore(key[0], key[1], label, M.mae(aligned, t, face), M.rmse(aligned, t, face),
                         M.delta_accuracy(aligned, t, face), 0 if n == 0 else round(acc * n), n,
                         M.iou(prob, face), M.relief_range(relief, face),
-                        M.relief_range(relief, face, detrend=True), *topk)
+                        M.relief_range(relief, face, detrend=True), *topk,
+                        M.mae(M.plane_align(relief, t, face), t, face))
     return score, aligned
 
 
@@ -237,7 +240,8 @@ def summary_text(result: EvalResult) -> str:
     for name, g in (("bona fide", result.bona_fide), ("attack", result.attack)):
         if g is None:
             continue
-        out.append(f"{name} (n={g.n}): MAE {g.mae_mm:.2f} mm, RMSE {g.rmse_mm:.2f} mm, "
+        out.append(f"{name} (n={g.n}): MAE {g.mae_mm:.2f} mm (plane-aligned {g.mae_plane_mm:.2f}), "
+                   f"RMSE {g.rmse_mm:.2f} mm, "
                    f"δ<1.25 {g.delta_1_25:.3f}, "
                    f"ordinal {g.ordinal_accuracy:.3f} ({g.ordinal_pairs} pairs), mask IoU {g.mask_iou:.3f}, "
                    f"stage I top-1 {g.stage1_top1:.3f} top-3 {g.stage1_top3:.3f} "

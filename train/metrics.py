@@ -27,6 +27,22 @@ def shift_align(pred: np.ndarray, true: np.ndarray, mask: np.ndarray) -> np.ndar
     return pred - np.median(pred[mask] - true[mask])
 
 
+def plane(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The least-squares plane a·x + b·y + c through values[mask], evaluated on the whole grid."""
+    y, x = np.nonzero(mask)
+    design = np.stack([x, y, np.ones_like(x)], axis=1).astype(np.float64)
+    coef = np.linalg.lstsq(design, values[mask].astype(np.float64), rcond=None)[0]
+    gy, gx = np.indices(values.shape)
+    return coef[0] * gx + coef[1] * gy + coef[2]
+
+
+def plane_align(pred: np.ndarray, true: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """pred minus the best-fit plane of (pred − true): what is left is shape error, not head tilt."""
+    if mask.sum() < 3:
+        return pred
+    return pred - plane(pred - true, mask).astype(pred.dtype)
+
+
 def mae(pred, true, mask) -> float:
     return float(np.abs(pred[mask] - true[mask]).mean()) if mask.any() else float("nan")
 
@@ -81,9 +97,7 @@ def relief_range(pred: np.ndarray, mask: np.ndarray, lo: float = 5, hi: float = 
         return float("nan")
     values = pred[mask].astype(np.float64)
     if detrend:
-        y, x = np.nonzero(mask)
-        design = np.stack([x, y, np.ones_like(x)], axis=1).astype(np.float64)
-        values = values - design @ np.linalg.lstsq(design, values, rcond=None)[0]
+        values = values - plane(pred, mask)[mask]
     p_lo, p_hi = np.percentile(values, [lo, hi])
     return float(p_hi - p_lo)
 
