@@ -9,7 +9,7 @@ RUN     ?= $(OUT)/runs/default
 BUNDLE  ?= bundle/default
 
 .DEFAULT_GOAL := help
-.PHONY: help setup quickstart data data-small preview identities bench-synth train evaluate test lint clean
+.PHONY: help setup quickstart data data-small preview identities bench-synth bench-peer train evaluate test lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -65,6 +65,10 @@ identities: setup  ## docs/identities.jpg: 64 random identities
 bench-synth: setup  ## generator frames/s with 2 workers and peak memory per worker
 	$(PY) -m train.synth bench --n 256 --workers 2
 
+bench-peer: setup  ## int8 depth vs MediaPipe face mesh: 1-thread latency, relief MAE (BUNDLE=) → out/bench/peer.json
+	$(PY) -m convert.mediapipe_assets
+	$(PY) -m convert.peer --bundle $(BUNDLE) --dataset $(OUT)/synth
+
 train: setup  ## train the two-stage depth network (CONFIG=train/configs/default.yaml)
 	$(PY) -m train --config $(CONFIG)
 
@@ -77,6 +81,14 @@ convert: setup  ## int8 model + verification gate + release bundle (RUN=out/runs
 
 bundle-verify: setup  ## check a release bundle as the device does: schema, sha256, shapes (BUNDLE=bundle/default)
 	$(PY) -m firmware_app.bundle $(BUNDLE)
+
+# Compression study (convert/study/): ten variants on one dataset and step budget → out/study/<config>/.
+.PHONY: study study-smoke
+study: setup  ## compression study, full config: takes HOURS (~5 h on 2 cores); rerun resumes; writes docs/
+	$(PY) -m convert.study --config convert/study/configs/full.yaml --docs docs
+
+study-smoke: setup  ## compression study pipeline check, every variant in minutes → out/study/smoke/
+	$(PY) -m convert.study --config convert/study/configs/smoke.yaml
 
 lint: setup  ## ruff
 	.venv/bin/ruff check .

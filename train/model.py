@@ -23,6 +23,7 @@ sub-model can expose them: `keras.Model(m.input, m.get_layer("stage1_relief").ou
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import NamedTuple
 
 import keras
@@ -70,26 +71,31 @@ def _sep(x, filters: int, stride: int, name: str):
     return _conv_bn(x, filters, 1, 1, name + "_pw")
 
 
-def _encoder(x, widths: tuple[int, ...], blocks: tuple[int, ...], name: str) -> list:
+# A block maps (tensor, filters, stride, layer-name prefix) to a tensor. The default is _sep; the
+# compression study (convert/study) swaps in plain 3×3, fire and Tucker blocks through build_model(block=).
+Block = Callable[..., object]
+
+
+def _encoder(x, widths: tuple[int, ...], blocks: tuple[int, ...], name: str, block: Block = _sep) -> list:
     """160 input → features at 80, 40, 20, ... (one per width); blocks[i-1] extra blocks at level i."""
     x = _conv_bn(x, widths[0], 3, 2, f"{name}_stem")
-    x = _sep(x, widths[0], 1, f"{name}_e0")
+    x = block(x, widths[0], 1, f"{name}_e0")
     feats = [x]
     for i, w in enumerate(widths[1:], start=1):
-        x = _sep(x, w, 2, f"{name}_e{i}")
+        x = block(x, w, 2, f"{name}_e{i}")
         for b in range(blocks[min(i - 1, len(blocks) - 1)]):
-            x = _sep(x, w, 1, f"{name}_e{i}_{b}")
+            x = block(x, w, 1, f"{name}_e{i}_{b}")
         feats.append(x)
     return feats
 
 
-def _recombinator(feats: list, name: str):
+def _recombinator(feats: list, name: str, block: Block = _sep):
     """Coarse-to-fine: upsample the coarser branch, concatenate into the finer one, then convolve."""
     y = feats[-1]
     for i in range(len(feats) - 2, -1, -1):
         up = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_up{i}")(y)
         y = layers.Concatenate(name=f"{name}_cat{i}")([feats[i], up])
-        y = _sep(y, feats[i].shape[-1], 1, f"{name}_d{i}")
+        y = block(y, feats[i].shape[-1], 1, f"{name}_d{i}")
     return y
 
 
@@ -101,12 +107,13 @@ def _fixed_conv(x, kernel: np.ndarray, name: str):
     return y
 
 
-def build_model(cfg: ModelConfig | None = None) -> keras.Model:
-    cfg = cfg or ModelConfig()
+def build_model(cfg: ModelConfig | None = None, block: Block | None = None) -> keras.Model:
+    """The network of `cfg`; `block` replaces the separable block everywhere but the stems (default _sep)."""
+    cfg, block = cfg or ModelConfig(), block or _sep
     rgb = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="rgb")
     x = layers.Rescaling(1 / 127.5, offset=-1.0, name="normalise")(rgb)
     # Stage I: relief bins as semantic segmentation.
-    s1 = _recombinator(_encoder(x, cfg.s1_widths, cfg.blocks, "s1"), "s1")
+    s1 = _recombinator(_encoder(x, cfg.s1_widths, cfg.blocks, "s1", block), "s1", block)
     logits = layers.Conv2D(cfg.n_bins + 1, 1, name="s1_logits")(s1)
     bins = layers.Softmax(name="bins")(logits)
     centres = np.append(bin_centres(cfg), 0.0)[:, None]  # background contributes 0 mm
@@ -116,7 +123,7 @@ def build_model(cfg: ModelConfig | None = None) -> keras.Model:
     r160 = layers.UpSampling2D(2, interpolation="bilinear", name="stage1_relief_160")(
         layers.Rescaling(1 / RELIEF_NORM, name="stage1_relief_norm")(relief1))
     x2 = layers.Concatenate(name="stage2_input")([grey, r160])
-    s2 = _recombinator(_encoder(x2, cfg.s2_widths, cfg.blocks, "s2"), "s2")
+    s2 = _recombinator(_encoder(x2, cfg.s2_widths, cfg.blocks, "s2", block), "s2", block)
     delta = layers.Conv2D(1, 1, name="s2_out")(s2)
     delta = layers.Rescaling(RELIEF_NORM, name="stage2_delta")(delta)
     relief = layers.Add(name="relief")([relief1, delta]) if cfg.residual else \
