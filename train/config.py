@@ -114,15 +114,21 @@ def _section(cls, node: yaml.MappingNode, name: str, path: str):
     return cls(**values)
 
 
-def parse_config(text: str, path: str = "<string>") -> Config:
+def compose_mapping(text: str, path: str, expected: str) -> yaml.MappingNode | None:
+    """The top-level mapping node of a YAML text (None when empty); ConfigError naming `expected`."""
     try:
         root = yaml.compose(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if root is not None and not isinstance(root, yaml.MappingNode):
+        raise ConfigError(f"{path}:{root.start_mark.line + 1}: expected {expected}")
+    return root
+
+
+def parse_config(text: str, path: str = "<string>") -> Config:
+    root = compose_mapping(text, path, "sections data/model/train")
     if root is None:
         return Config()
-    if not isinstance(root, yaml.MappingNode):
-        raise ConfigError(f"{path}:{root.start_mark.line + 1}: expected sections data/model/train")
     sections = {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
     parts = {}
     for key_node, value_node in root.value:

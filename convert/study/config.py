@@ -17,9 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from train.config import Config, ConfigError, DataConfig, ModelConfig, TrainConfig, _section
+from train.config import Config, ConfigError, DataConfig, ModelConfig, TrainConfig, _section, compose_mapping
 
 # Row order; a variant comes after the variants it is derived from or distilled from.
 ALL_VARIANTS = ("teacher", "student", "fire", "tucker", "prune50", "prune80", "kd", "kd_ie", "binary", "qat")
@@ -96,14 +94,9 @@ def with_parents(names) -> tuple[str, ...]:
 
 
 def parse_study(text: str, path: str = "<string>") -> StudyConfig:
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    root = compose_mapping(text, path, "a mapping of study fields")
     if root is None:
         return StudyConfig()
-    if not isinstance(root, yaml.MappingNode):
-        raise ConfigError(f"{path}:{root.start_mark.line + 1}: expected a mapping of study fields")
     cfg = _section(StudyConfig, root, "study", path)
     check_variants(cfg.variants)
     if not 0 < cfg.finetune_fraction < 1 or cfg.steps < 2:
