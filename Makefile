@@ -9,7 +9,7 @@ RUN     ?= $(OUT)/runs/default
 BUNDLE  ?= bundle/default
 
 .DEFAULT_GOAL := help
-.PHONY: help setup quickstart data data-small preview identities bench-synth bench-peer train evaluate test lint clean
+.PHONY: help setup quickstart data data-small preview identities bench-synth bench-peer verify-runtimes train evaluate test lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -68,6 +68,15 @@ bench-synth: setup  ## generator frames/s with 2 workers and peak memory per wor
 bench-peer: setup  ## int8 depth vs MediaPipe face mesh: 1-thread latency, relief MAE (BUNDLE=) → out/bench/peer.json
 	$(PY) -m convert.mediapipe_assets
 	$(PY) -m convert.peer --bundle $(BUNDLE) --dataset $(OUT)/synth
+
+TFLRT := $(OUT)/tflrt
+$(TFLRT)/.installed: requirements/tflite-runtime.txt
+	python3 -m venv $(TFLRT)
+	$(TFLRT)/bin/pip install -q -r requirements/tflite-runtime.txt
+	touch $@
+
+verify-runtimes: setup $(TFLRT)/.installed  ## BUNDLE's model under ai_edge_litert and tflite_runtime on out/synth's test split, side by side
+	$(PY) -m convert.runtime_check --bundle $(BUNDLE) --dataset $(OUT)/synth --python $(TFLRT)/bin/python
 
 train: setup  ## train the two-stage depth network (CONFIG=train/configs/default.yaml)
 	$(PY) -m train --config $(CONFIG)

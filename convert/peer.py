@@ -63,17 +63,23 @@ from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
-from scipy.interpolate import LinearNDInterpolator
-from scipy.spatial import QhullError
 
 from convert.mediapipe_assets import DEFAULT_DEST, MediapipeAssetsError, ensure_mediapipe_models
+from convert.peer_mesh import (
+    MP_SIZE,
+    landmark_nme,
+    mediapipe_roi,
+    mesh_relief,
+    mesh_to_frame,
+    scale_shift_mae,
+    shift_mae,
+)
 from convert.verify import TFLitePredict
 from firmware_app.bundle import Bundle, BundleError, load_bundle
-from firmware_app.preprocess import GRID_SIZE, CropTransform, crop_square, crop_transform, frame_to_grid
+from firmware_app.preprocess import crop_square
 from firmware_app.tflite import make_interpreter
-from train import metrics as M
 from train.config import Config, config_from_dict
-from train.data import eye_centres, jittered_transform, make_example
+from train.data import jittered_transform, make_example
 from train.synth.dataset_index import DatasetError, DatasetIndex
 from train.synth.sample import BONA_FIDE, Sample
 from train.synth.shards import ShardReader
@@ -81,13 +87,9 @@ from train.synth.shards import ShardReader
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "out" / "bench" / "peer.json"
-MP_SIZE = 192  # face_landmark.tflite input side
-MP_ROI_SCALE = 1.5  # MediaPipe's ROI side / face box side (its RectTransformation scale)
 N_MESH = 468
 NORMALISATIONS = {"[0,1]": (1 / 255, 0.0), "[-1,1]": (2 / 255, -1.0)}  # x·mul + add
 N_NORM_PROBE = 16  # bona fide crops used to choose the normalisation
-# MediaPipe mesh index ↔ iBUG-68 index: outer eye corners (image left, right), mouth corners, nose tip, chin
-MESH_TO_IBUG = ((33, 36), (263, 45), (61, 48), (291, 54), (1, 30), (152, 8))
 MIN_CELLS = 50  # a sample needs this many (face ∩ hull) cells to be scored
 MAE_GOAL_RATIO = 0.7
 WARMUP = 10
@@ -96,68 +98,6 @@ OURS, PEER = "facedepth int8 (ours)", "MediaPipe face_landmark (float)"
 
 class PeerError(RuntimeError):
     """A missing input (bundle, dataset, MediaPipe model); the message names what creates it."""
-
-
-# ---- pure functions: alignment and rasterisation ----
-
-def fit_scale_shift(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
-    """Least-squares a ≥ 0, b with a·pred + b ≈ true (1-D arrays); a = 0, b = mean(true) if a would be < 0."""
-    p, t = np.asarray(pred, np.float64), np.asarray(true, np.float64)
-    dp = p - p.mean()
-    var = float(dp @ dp)
-    a = float(dp @ (t - t.mean())) / var if var > 0 else 0.0
-    a = max(a, 0.0)
-    return a, float(t.mean() - a * p.mean())
-
-
-def scale_shift_mae(pred: np.ndarray, true: np.ndarray, mask: np.ndarray) -> float:
-    """MAE over `mask` after the least-squares scale+shift alignment (NaN if the mask is empty)."""
-    if not mask.any():
-        return float("nan")
-    a, b = fit_scale_shift(pred[mask], true[mask])
-    return M.mae(a * pred + b, true, mask)
-
-
-def shift_mae(pred: np.ndarray, true: np.ndarray, mask: np.ndarray) -> float:
-    """MAE over `mask` after removing the median offset (the project's headline alignment)."""
-    return M.mae(M.shift_align(pred, true, mask), true, mask)
-
-
-def rasterise(points: np.ndarray, values: np.ndarray, size: int = GRID_SIZE) -> np.ndarray:
-    """(size, size) linear interpolation of `values` at (N, 2) grid x, y `points`, over their Delaunay
-    triangulation, sampled at the cell centres (integer coordinates); NaN outside the convex hull."""
-    v, u = np.mgrid[0:size, 0:size]
-    try:
-        interp = LinearNDInterpolator(np.asarray(points, np.float64), np.asarray(values, np.float64))
-    except (QhullError, ValueError):  # fewer than 3 points or all collinear: no surface
-        return np.full((size, size), np.nan)
-    return interp(u, v)
-
-
-def mesh_to_frame(xy: np.ndarray, crop: CropTransform, size: int = MP_SIZE) -> np.ndarray:
-    """(..., 2) continuous pixel coordinates of a size×size crop (0 = the crop's left/top edge, as
-    MediaPipe's landmarks) → frame pixels (preprocess's pixel-centre convention)."""
-    m = crop.affine_inverse(size)
-    return (np.asarray(xy, np.float64) - 0.5) @ m[:, :2].T + m[:, 2]
-
-
-def landmark_nme(mesh_frame: np.ndarray, ibug: np.ndarray) -> float:
-    """Mean distance of 6 mesh points to their iBUG-68 counterparts / outer-eye-corner distance."""
-    (m, i) = (list(v) for v in zip(*MESH_TO_IBUG, strict=True))
-    iod = float(np.linalg.norm(ibug[i[0]] - ibug[i[1]]))
-    return float(np.linalg.norm(mesh_frame[m, :2] - ibug[i], axis=1).mean() / max(iod, 1e-6))
-
-
-def mesh_relief(landmarks: np.ndarray, mp_crop: CropTransform, grid_crop: CropTransform,
-                size: int = GRID_SIZE) -> np.ndarray:
-    """MediaPipe's (468, 3) landmarks → relief (−z, its pixel units) on `grid_crop`'s grid, NaN off hull."""
-    points = frame_to_grid(mesh_to_frame(landmarks[:, :2], mp_crop), grid_crop, size)
-    return rasterise(points, -landmarks[:, 2], size)
-
-
-def mediapipe_roi(sample: Sample, use_eyes: bool = True) -> CropTransform:
-    """MediaPipe's ROI for this face: the depth crop's face box and eye line, MediaPipe's scale."""
-    return crop_transform(sample.face_box, eye_centres(sample) if use_eyes else None, scale=MP_ROI_SCALE)
 
 
 # ---- the peer model ----

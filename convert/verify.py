@@ -44,17 +44,20 @@ class GateError(ConvertError):
 
 
 class TFLitePredict:
-    """uint8 (N, 160, 160, 3) → (relief mm, face prob, bin probs) with a LiteRT interpreter built once."""
+    """uint8 (N, 160, 160, 3) → (relief mm, face prob, bin probs) with a LiteRT interpreter built once
+    (an int8 model, or the study's 16×8 one: the input dtype says which)."""
 
     def __init__(self, path, num_threads: int = 2):
         self.interpreter = make_interpreter(path, num_threads)
         (self.inp,) = self.interpreter.get_input_details()
         self.out = named_outputs(self.interpreter)
         self.scale, self.zero_point = self.inp["quantization"]
+        self.dtype = np.dtype(self.inp["dtype"])  # int8 (the device), int16 (the study's 16×8 row)
 
     def quantise(self, rgb: np.ndarray) -> np.ndarray:
         q = np.round(rgb.astype(np.float32) / self.scale) + self.zero_point
-        return np.clip(q, -128, 127).astype(np.int8)
+        info = np.iinfo(self.dtype)
+        return np.clip(q, info.min, info.max).astype(self.dtype)
 
     def dequantise(self, name: str) -> np.ndarray:
         d = self.out[name]

@@ -119,7 +119,8 @@ def cmd_predict(args) -> int:
     import cv2
 
     from firmware_app.camera import Frame
-    from firmware_app.pipeline import Pipeline, decision_panel
+    from firmware_app.panels import decision_panel
+    from firmware_app.pipeline import Pipeline
     from firmware_app.profiling import Profiler
 
     _setup_logging("WARNING")

@@ -26,9 +26,7 @@ from pathlib import Path
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration that cannot be used; the message names the file, line and key."""
+from firmware_app.config_yaml import ConfigError, Ctx, is_null, section
 
 
 def _f(default, doc: str, *, choices: tuple = (), min: float | None = None, secret: bool = False):
@@ -104,29 +102,49 @@ class LivenessConfig:
     save_depth_dir: str = _f("", "write each decision's depth colour map here (PNG); '' = off")
 
 
+# Fields every hook shares, defined once so they cannot drift apart between hook types: type and name come
+# first (the _Hook base); timeout_s (all but gpio) and `only` come last, where a base class cannot put them
+# (a dataclass appends a subclass's own fields after its base's), so they share a helper and a doc instead.
+_ONLY_DOC = "deliver only these decisions (live, spoof); empty = all"
+
+
+def _hook_type(kind: str):
+    """The `type` field of one hook class: `kind`, the only value it accepts."""
+    return _f(kind, "hook type", choices=(kind,))
+
+
+def _hook_timeout(doc: str):
+    return _f(5.0, doc, min=0.01)
+
+
 @dataclass(frozen=True)
-class CommandHookConfig:
-    type: str = _f("command", "hook type", choices=("command",))
+class _Hook:
+    """The leading fields; a subclass redefines `type` (which keeps its place first) via _hook_type."""
+
+    type: str
     name: str = _f("", "name used for its delivery cursor and in logs; '' = type + index")
+
+
+@dataclass(frozen=True)
+class CommandHookConfig(_Hook):
+    type: str = _hook_type("command")
     argv: tuple[str, ...] = _f((), "program and arguments (no shell); the event JSON is on stdin")
-    timeout_s: float = _f(5.0, "the program is killed after this", min=0.01)
-    only: tuple[str, ...] = _f((), "deliver only these decisions (live, spoof); empty = all")
+    timeout_s: float = _hook_timeout("the program is killed after this")
+    only: tuple[str, ...] = _f((), _ONLY_DOC)
 
 
 @dataclass(frozen=True)
-class HttpHookConfig:
-    type: str = _f("http", "hook type", choices=("http",))
-    name: str = _f("", "name used for its delivery cursor and in logs; '' = type + index")
+class HttpHookConfig(_Hook):
+    type: str = _hook_type("http")
     url: str = _f("", "POST target (http or https)")
     secret: str = _f("", "HMAC-SHA256 key for the X-Facedepth-Signature header; use ${ENV}", secret=True)
-    timeout_s: float = _f(5.0, "per request", min=0.01)
-    only: tuple[str, ...] = _f((), "deliver only these decisions (live, spoof); empty = all")
+    timeout_s: float = _hook_timeout("per request")
+    only: tuple[str, ...] = _f((), _ONLY_DOC)
 
 
 @dataclass(frozen=True)
-class MqttHookConfig:
-    type: str = _f("mqtt", "hook type", choices=("mqtt",))
-    name: str = _f("", "name used for its delivery cursor and in logs; '' = type + index")
+class MqttHookConfig(_Hook):
+    type: str = _hook_type("mqtt")
     host: str = _f("127.0.0.1", "broker host")
     port: int = _f(1883, "broker port", min=1)
     topic: str = _f("facedepth/events", "events are published here with QoS 1")
@@ -134,14 +152,13 @@ class MqttHookConfig:
     username: str = _f("", "broker user; '' = anonymous")
     password: str = _f("", "broker password; use ${ENV}", secret=True)
     client_id: str = _f("", "'' = facedepth-<hostname>")
-    timeout_s: float = _f(5.0, "connect and publish acknowledgement timeout", min=0.01)
-    only: tuple[str, ...] = _f((), "deliver only these decisions (live, spoof); empty = all")
+    timeout_s: float = _hook_timeout("connect and publish acknowledgement timeout")
+    only: tuple[str, ...] = _f((), _ONLY_DOC)
 
 
 @dataclass(frozen=True)
-class GpioHookConfig:
-    type: str = _f("gpio", "hook type", choices=("gpio",))
-    name: str = _f("", "name used for its delivery cursor and in logs; '' = type + index")
+class GpioHookConfig(_Hook):
+    type: str = _hook_type("gpio")
     pin: int = _f(17, "BCM line number of the relay", min=0)
     pulse_s: float = _f(1.0, "relay on-time for a granted (live) decision", min=0.0)
     active_low: bool = _f(False, "the relay closes on a low level")
@@ -197,107 +214,13 @@ class Config:
 
 
 SECTIONS = typing.get_type_hints(Config)
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-class _Ctx:
-    def __init__(self, filename: str, env):
-        self.filename, self.env = filename, env
-
-    def error(self, node, key: str, msg: str) -> ConfigError:
-        line = node.start_mark.line + 1 if node is not None else 0
-        return ConfigError(
-            f"{self.filename}:{line}: {key}: {msg}" if key else f"{self.filename}:{line}: {msg}"
-        )
-
-
-def _scalar(loader: yaml.SafeLoader, node, key: str, ctx: _Ctx):
-    if not isinstance(node, yaml.ScalarNode):
-        raise ctx.error(
-            node,
-            key,
-            "expected a single value, got a "
-            + ("list" if isinstance(node, yaml.SequenceNode) else "mapping"),
-        )
-    return loader.construct_object(node, deep=True)
-
-
-def _expand_env(value: str, node, key: str, ctx: _Ctx) -> str:
-    def sub(m):
-        name, default = m.group(1), m.group(2)
-        if name in ctx.env:
-            return ctx.env[name]
-        if default is not None:
-            return default
-        raise ctx.error(
-            node, key, f"environment variable {name} is not set (export it, or write ${{{name}:-default}})"
-        )
-
-    return _ENV.sub(sub, value)
-
-
-def _convert(loader, node, tp, key: str, meta: dict, ctx: _Ctx):
-    """One field's YAML node → a checked Python value of type tp."""
-    origin = typing.get_origin(tp)
-    if origin is tuple:
-        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
-            return ()
-        if not isinstance(node, yaml.SequenceNode):
-            raise ctx.error(node, key, "expected a list")
-        item = typing.get_args(tp)[0]
-        return tuple(_convert(loader, n, item, f"{key}[{i}]", {}, ctx) for i, n in enumerate(node.value))
-    value = _scalar(loader, node, key, ctx)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ctx.error(node, key, f"expected true or false, got {value!r}")
-    elif tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ctx.error(node, key, f"expected an integer, got {value!r}")
-    elif tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ctx.error(node, key, f"expected a number, got {value!r}")
-        value = float(value)
-    elif tp is str:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = str(value)  # e.g. camera.device: 0
-        if not isinstance(value, str):
-            raise ctx.error(node, key, f"expected a string, got {value!r}")
-        value = _expand_env(value, node, key, ctx)
-    if meta.get("choices") and value not in meta["choices"]:
-        raise ctx.error(node, key, f"{value!r} is not one of {', '.join(map(str, meta['choices']))}")
-    if meta.get("min") is not None and value < meta["min"]:
-        raise ctx.error(node, key, f"{value!r} is below the minimum {meta['min']}")
-    return value
-
-
-def _section(loader, node, cls, key: str, ctx: _Ctx):
-    """A YAML mapping → an instance of the dataclass cls, unknown keys rejected."""
-    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
-        return cls()
-    if not isinstance(node, yaml.MappingNode):
-        raise ctx.error(node, key, f"expected a mapping of {cls.__name__} fields")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    values, seen = {}, set()
-    for knode, vnode in node.value:
-        name = str(_scalar(loader, knode, key, ctx))
-        full = f"{key}.{name}" if key else name
-        if name in seen:
-            raise ctx.error(knode, full, "given twice")
-        seen.add(name)
-        if name not in fields:
-            raise ctx.error(knode, "", f"unknown key '{full}' (known: {', '.join(sorted(fields))})")
-        if cls is Config:
-            values[name] = _top(loader, vnode, name, ctx)
-        else:
-            values[name] = _convert(loader, vnode, hints[name], full, fields[name].metadata, ctx)
-    return cls(**values)
-
-
-def _top(loader, node, name: str, ctx: _Ctx):
+def _top(loader, node, name: str, ctx: Ctx):
+    """One top-level value: a section, or the hooks list (each item's class chosen by its type)."""
     if name != "hooks":
-        return _section(loader, node, SECTIONS[name], name, ctx)
-    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+        return section(loader, node, SECTIONS[name], name, ctx)
+    if is_null(node):
         return ()
     if not isinstance(node, yaml.SequenceNode):
         raise ctx.error(node, "hooks", "expected a list of hooks, each with a type")
@@ -307,12 +230,13 @@ def _top(loader, node, name: str, ctx: _Ctx):
         if not isinstance(item, yaml.MappingNode):
             raise ctx.error(item, key, "expected a mapping with a type")
         types = [v for k, v in item.value if isinstance(k, yaml.ScalarNode) and k.value == "type"]
-        kind = types[0].value if types else None
+        kind = (None if not types else types[0].value if isinstance(types[0], yaml.ScalarNode)
+                else f"a {types[0].id}")  # a list or mapping where the type name belongs
         if kind not in HOOK_TYPES:
             raise ctx.error(
                 types[0] if types else item, f"{key}.type", f"{kind!r} is not one of {', '.join(HOOK_TYPES)}"
             )
-        hook = _section(loader, item, HOOK_TYPES[kind], key, ctx)
+        hook = section(loader, item, HOOK_TYPES[kind], key, ctx)
         if not hook.name:
             hook = dataclasses.replace(hook, name=f"{kind}{i}")
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", hook.name) or hook.name in names:
@@ -325,7 +249,7 @@ def _top(loader, node, name: str, ctx: _Ctx):
     return tuple(hooks)
 
 
-def _check_hook(hook, node, key: str, ctx: _Ctx) -> None:
+def _check_hook(hook, node, key: str, ctx: Ctx) -> None:
     if isinstance(hook, CommandHookConfig) and not hook.argv:
         raise ctx.error(node, f"{key}.argv", "a command hook needs argv: [program, args...]")
     if isinstance(hook, HttpHookConfig) and not re.match(r"https?://", hook.url):
@@ -335,7 +259,7 @@ def _check_hook(hook, node, key: str, ctx: _Ctx) -> None:
         raise ctx.error(node, f"{key}.only", f"{sorted(bad)}: decisions are live and spoof")
 
 
-def _check(cfg: Config, root, ctx: _Ctx) -> None:
+def _check(cfg: Config, root, ctx: Ctx) -> None:
     """Rules across fields, checked after the whole file is read."""
     if cfg.liveness.vote_k > cfg.liveness.vote_n:
         raise ctx.error(
@@ -356,7 +280,7 @@ def _check(cfg: Config, root, ctx: _Ctx) -> None:
 
 def parse_config(text: str, filename: str = "<config>", env=None) -> Config:
     """YAML text → Config, or ConfigError naming the line and key."""
-    ctx = _Ctx(filename, os.environ if env is None else env)
+    ctx = Ctx(filename, os.environ if env is None else env)
     try:
         loader = yaml.SafeLoader(text)
         try:
@@ -369,10 +293,10 @@ def parse_config(text: str, filename: str = "<config>", env=None) -> Config:
         raise ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
     if root is None:
         return _checked(Config(), None, ctx)
-    return _checked(_section(loader, root, Config, "", ctx), root, ctx)
+    return _checked(section(loader, root, Config, "", ctx, _top), root, ctx)
 
 
-def _checked(cfg: Config, root, ctx: _Ctx) -> Config:
+def _checked(cfg: Config, root, ctx: Ctx) -> Config:
     _check(cfg, root, ctx)
     return cfg
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from firmware_app.camera.base import is_rgb_frame
 from firmware_app.tflite import make_interpreter
 
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear_tragion", "left_ear_tragion")
@@ -194,13 +195,7 @@ class FaceDetector:
 
     def detect(self, frame_rgb: np.ndarray) -> list[Face]:
         """Faces in an (H, W, 3) uint8 RGB frame, best score first."""
-        if not (
-            isinstance(frame_rgb, np.ndarray)
-            and frame_rgb.ndim == 3
-            and frame_rgb.shape[2] == 3
-            and frame_rgb.dtype == np.uint8
-            and min(frame_rgb.shape[:2]) > 0
-        ):
+        if not is_rgb_frame(frame_rgb):
             got = getattr(frame_rgb, "shape", type(frame_rgb).__name__), getattr(frame_rgb, "dtype", "")
             raise ValueError(f"FaceDetector.detect needs an (H, W, 3) uint8 RGB frame, got {got[0]} {got[1]}")
         letterbox = Letterbox.for_frame(*frame_rgb.shape[:2])

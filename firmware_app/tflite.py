@@ -28,6 +28,11 @@ def _interpreter_class() -> tuple[type, str]:
     return Interpreter, "tflite_runtime"
 
 
+def runtime_name() -> str:
+    """"ai_edge_litert" or "tflite_runtime": the runtime make_interpreter uses in this environment."""
+    return _interpreter_class()[1]
+
+
 def make_interpreter(model_path: Path | str, num_threads: int = 1):
     """An interpreter for `model_path` with its tensors allocated, built once per model."""
     path = Path(model_path)

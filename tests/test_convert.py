@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,6 +94,58 @@ def test_litert_output_matches_keras(built):
     assert err.max() < 0.5 * spread, (err.max(), spread)
     assert np.abs(prob_q - prob_f).mean() < 0.05
     np.testing.assert_allclose(bins_q.sum(-1), 1.0, atol=0.05)  # dequantised softmax still sums to 1
+
+
+@pytest.mark.slow
+def test_relief_clip_gives_the_int8_relief_its_configured_step():
+    """A relief head that reaches ±900 mm off the face: unclipped, calibration spends the 256 codes on that
+    span; clipped to the config's range, one step is (max - min) / 255, and the graph stays int8."""
+    import keras
+    from keras import layers
+
+    from convert.quantize import convert_int8, inspect_tflite
+
+    rgb = keras.Input((160, 160, 3), name="rgb")
+    x = layers.AveragePooling2D(2)(layers.Rescaling(1 / 127.5, -1)(rgb))
+    relief = layers.Conv2D(1, 1, kernel_initializer=keras.initializers.Constant(300.0))(x)
+    model = keras.Model(rgb, {"bins": layers.Softmax()(layers.Conv2D(11, 1)(x)), "relief": relief})
+    crops = np.random.default_rng(0).integers(0, 256, (8, 160, 160, 3)).astype(np.float32)
+    steps = {}
+    for clip in (None, (-60.0, 40.0)):
+        path = Path(tempfile.mkdtemp()) / "m.tflite"
+        path.write_bytes(convert_int8(model, crops, clip))
+        _, _, (_, out_relief) = inspect_tflite(path)
+        steps[clip] = out_relief.scale
+    assert steps[None] > 4.0, steps  # ±~600 mm over 255 codes
+    assert steps[(-60.0, 40.0)] == pytest.approx(100 / 255, rel=0.02), steps
+
+
+@pytest.mark.slow
+def test_16x8_conversion_runs_in_litert_and_tracks_keras(built, tmp_path):
+    """The study's 16×8 row: int16 activations end to end (int16 input, no float op), as close to the
+    float model as int8 at least."""
+    from convert.quantize import _interpreter, convert_16x8, list_ops
+    from convert.verify import TFLitePredict
+    from train.evaluate import iter_examples, keras_predict_fn
+    from train.train import load_run
+
+    cfg, model, _ = load_run(built["run"])
+    calib, _ = calibration_crops(cfg, built["index"], N_CALIB)
+    path = tmp_path / "m16.tflite"
+    path.write_bytes(convert_16x8(model, calib))
+    interp = _interpreter(path)
+    interp.allocate_tensors()
+    ops, _ = list_ops(interp)
+    assert {o.op for o in ops} >= {"CONV_2D", "SOFTMAX"} and "DEQUANTIZE" not in {o.op for o in ops}
+    assert all("float32" not in o.inputs + o.outputs for o in ops)
+    assert any("int16" in o.outputs for o in ops)
+    crops = np.stack([ex.rgb for _, _, ex in iter_examples(built["index"], "test", cfg.data, cfg.model,
+                                                             max_samples=6)])
+    relief_f = keras_predict_fn(model)(crops)[0]
+    m16, m8 = TFLitePredict(path, 1), TFLitePredict(built["result"].path / "depth.tflite", 1)
+    assert m16.dtype == np.int16
+    err16, err8 = (np.abs(m(crops)[0] - relief_f).mean() for m in (m16, m8))
+    assert err16 <= err8 + 1e-3, (err16, err8)
 
 
 @pytest.mark.slow

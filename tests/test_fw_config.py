@@ -58,6 +58,8 @@ def test_good_config_and_secret_from_env():
             "door.yaml:5: unknown key 'hooks[0].retries'",
         ),
         ("camera: {source: x}\nhooks:\n  - type: sms\n", "door.yaml:3: hooks[0].type: 'sms' is not one of"),
+        ("camera: {source: x}\nhooks:\n  - type: [http]\n",
+         "door.yaml:3: hooks[0].type: 'a sequence' is not"),
         (
             "camera: {source: x}\nhooks:\n  - {type: http, url: 'https://a', secret: '${NOPE}'}\n",
             "door.yaml:3: hooks[0].secret: environment variable NOPE is not set",

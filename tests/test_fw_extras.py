@@ -148,7 +148,7 @@ class _PreviewDaemon:
     """The parts of Daemon the server uses, around one real pipeline result."""
 
     def __init__(self, result, threshold):
-        from firmware_app.pipeline import preview_jpeg
+        from firmware_app.panels import preview_jpeg
 
         self.result, self.threshold, self._jpeg = result, threshold, preview_jpeg
 

@@ -1,5 +1,6 @@
-"""The peer benchmark (convert/peer.py): rasterisation, alignment, crop mapping, and one end-to-end run of
-bundle/default and MediaPipe's face_landmark.tflite (from the pinned wheel) on analytic fake faces."""
+"""The peer benchmark (convert/peer.py, convert/peer_mesh.py): rasterisation, alignment, crop mapping,
+and one end-to-end run of bundle/default and MediaPipe's face_landmark.tflite (from the pinned wheel) on
+analytic fake faces."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert import peer
+from convert import peer, peer_mesh
 from convert.mediapipe_assets import ensure_mediapipe_models
 from firmware_app.preprocess import CropTransform
 from tests.fakes import write_fake_dataset
@@ -28,7 +29,7 @@ def test_rasterise_reproduces_a_plane_inside_the_hull_and_nan_outside():
     rng = np.random.default_rng(0)
     corners = np.array([[20, 10], [60, 10], [20, 50], [60, 50]], float)  # hull = this rectangle
     pts = np.concatenate([corners, rng.uniform([20, 10], [60, 50], (200, 2))])
-    grid = peer.rasterise(pts, plane(pts[:, 0], pts[:, 1]), size=80)
+    grid = peer_mesh.rasterise(pts, plane(pts[:, 0], pts[:, 1]), size=80)
     assert grid.shape == (80, 80)
     v, u = np.mgrid[0:80, 0:80]
     inside = (u > 20) & (u < 60) & (v > 10) & (v < 50)
@@ -36,7 +37,7 @@ def test_rasterise_reproduces_a_plane_inside_the_hull_and_nan_outside():
     np.testing.assert_allclose(grid[inside], plane(u, v)[inside], atol=1e-9)
     assert np.isnan(grid[outside]).all()
     # collinear points span no surface: all NaN, no exception
-    assert np.isnan(peer.rasterise(np.array([[0, 0], [1, 1], [2, 2.0]]), np.zeros(3))).all()
+    assert np.isnan(peer_mesh.rasterise(np.array([[0, 0], [1, 1], [2, 2.0]]), np.zeros(3))).all()
 
 
 def test_mesh_coordinates_map_through_both_crops():
@@ -46,9 +47,9 @@ def test_mesh_coordinates_map_through_both_crops():
     a = math.radians(20.0)
     corner = np.array([200.0, 150.0]) + np.array([[math.cos(a), -math.sin(a)],
                                                   [math.sin(a), math.cos(a)]]) @ np.array([-75.0, -75.0])
-    np.testing.assert_allclose(peer.mesh_to_frame(np.array([[0.0, 0.0]]), mp)[0], corner, atol=1e-9)
+    np.testing.assert_allclose(peer_mesh.mesh_to_frame(np.array([[0.0, 0.0]]), mp)[0], corner, atol=1e-9)
     landmarks = np.array([[96.0, 96.0, -10.0], [0.0, 96.0, 0.0], [96.0, 0.0, 0.0], [192.0, 192.0, 0.0]])
-    relief = peer.mesh_relief(landmarks, mp, ours, size=80)
+    relief = peer_mesh.mesh_relief(landmarks, mp, ours, size=80)
     # the shared centre is grid (39.5, 39.5); the four cells around it lie inside the triangles near it
     assert np.isfinite(relief[39:41, 39:41]).all() and (relief[39:41, 39:41] > 0).all()
     assert np.isnan(relief[0, 79]) and np.isnan(relief[79, 0])
@@ -60,12 +61,12 @@ def test_scale_shift_alignment_recovers_a_and_b():
     mask = np.zeros((80, 80), bool)
     mask[10:70, 15:65] = True
     pred = (true - -7.0) / 2.5  # a·pred + b = true with a = 2.5, b = -7
-    a, b = peer.fit_scale_shift(pred[mask], true[mask])
+    a, b = peer_mesh.fit_scale_shift(pred[mask], true[mask])
     assert a == pytest.approx(2.5) and b == pytest.approx(-7.0)
-    assert peer.scale_shift_mae(pred, true, mask) < 1e-9
-    assert peer.shift_mae(pred, true, mask) > 5.0  # a shift cannot undo the scale
+    assert peer_mesh.scale_shift_mae(pred, true, mask) < 1e-9
+    assert peer_mesh.shift_mae(pred, true, mask) > 5.0  # a shift cannot undo the scale
     # an inverted relief earns nothing: a = 0, the prediction becomes the mean
-    a, b = peer.fit_scale_shift(-true[mask], true[mask])
+    a, b = peer_mesh.fit_scale_shift(-true[mask], true[mask])
     assert a == 0.0 and b == pytest.approx(true[mask].mean())
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 from train.config import Config, ConfigError, DataConfig, ModelConfig, TrainConfig, _section, compose_mapping
 
 # Row order; a variant comes after the variants it is derived from or distilled from.
-ALL_VARIANTS = ("teacher", "student", "fire", "tucker", "prune50", "prune80", "kd", "kd_ie", "binary", "qat")
-PARENT = {"tucker": "teacher", "kd": "teacher", "kd_ie": "teacher", "qat": "student"}
+ALL_VARIANTS = ("teacher", "student", "fire", "tucker", "prune50", "prune80", "kd", "kd_ie", "binary", "qat",
+                "ptq16x8")
+PARENT = {"tucker": "teacher", "kd": "teacher", "kd_ie": "teacher", "qat": "student", "ptq16x8": "student"}
 _PRUNE = re.compile(r"prune(\d\d)$")
 
 

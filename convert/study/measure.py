@@ -1,7 +1,8 @@
 """Convert one trained variant to int8 and measure it the same way as every other row.
 
 - int8: convert.quantize.convert_int8 (full-integer PTQ on the study's calibration crops), then
-  inspect_tflite: refused unless int8 end to end, input pixel − 128.
+  inspect_tflite: refused unless int8 end to end, input pixel − 128. The ptq16x8 row (extra
+  activations: int16) is converted by convert_16x8 instead, and its "int8" columns are its 16×8 figures.
 - int8 ms: convert.verify.benchmark_ms, median of `bench_runs` invokes, 1 thread, this machine.
 - MAE: train.evaluate.evaluate on the test split (device crops, bona fide, shift-aligned over the true
   face mask), int8 through LiteRT and float through Keras, on the same first `eval_samples` samples.
@@ -20,7 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from convert.quantize import convert_int8, inspect_tflite
+from convert.quantize import _interpreter, convert_16x8, convert_int8, inspect_tflite, list_ops
 from convert.study.prune import gzip_size
 from convert.verify import TFLitePredict, benchmark_ms
 from train.config import Config
@@ -68,6 +69,12 @@ class VariantResult:
         return cls(**json.loads(Path(path).read_text()))
 
 
+def _ops_16x8(path: Path):
+    interp = _interpreter(path)
+    interp.allocate_tensors()
+    return list_ops(interp)[0]  # its "problems" are the int16 tensors it is meant to have
+
+
 def _mae(result) -> tuple[float, int]:
     g = result.bona_fide
     return (g.mae_mm, g.n) if g else (float("nan"), 0)
@@ -77,9 +84,11 @@ def measure(variant: str, model: keras.Model, trained: Trained, tcfg: Config, in
             out_dir: Path, eval_samples: int, bench_runs: int) -> VariantResult:
     t0 = time.perf_counter()
     path = out_dir / "model_int8.tflite"
-    data = convert_int8(model, crops)
+    int16 = trained.extra.get("activations") == "int16"
+    data = (convert_16x8 if int16 else convert_int8)(model, crops, (tcfg.model.relief_min_mm,
+                                                                    tcfg.model.relief_max_mm))
     path.write_bytes(data)
-    ops, _, _ = inspect_tflite(path)
+    ops = _ops_16x8(path) if int16 else inspect_tflite(path)[0]
     int8_ms = benchmark_ms(path, num_threads=1, runs=bench_runs)
     kw = {"data": tcfg.data, "model": tcfg.model, "max_samples": eval_samples}
     mae_q, n = _mae(evaluate(TFLitePredict(path, EVAL_THREADS), index, "test", **kw))

@@ -9,6 +9,7 @@
     kd_ie     kd plus inheritance/exploration on the stage I bottleneck
     binary    the student with BinaryConnect weights, trained from scratch
     qat       the student's snapshot fine-tuned with simulated int8, then the same PTQ conversion
+    ptq16x8   the trained student itself, converted 16×8 (int16 activations, int8 weights): no training
 
 Snapshots: teacher and student save `snapshot.keras` after `steps − finetune_steps` steps; derived
 variants start there and fine-tune `finetune_steps` (convert/study/config.py).
@@ -149,8 +150,14 @@ def quant_aware(ctx: Context, name: str):
     return to_plain(net), trained
 
 
+def ptq16x8(ctx: Context, name: str):
+    trained = Trained(0.0, 0, 0.0, "the student, 16×8 PTQ (int16 activations, int8 weights)",
+                      {"activations": "int16"})
+    return ctx.load("student"), trained
+
+
 def trainer_of(variant: str):
     if sparsity_of(variant) is not None:
         return pruned
     return {"teacher": teacher, "student": student, "fire": fire, "tucker": tucker, "kd": kd, "kd_ie": kd_ie,
-            "binary": binary_weights, "qat": quant_aware}[variant]
+            "binary": binary_weights, "qat": quant_aware, "ptq16x8": ptq16x8}[variant]

@@ -58,15 +58,21 @@ class Camera:
         self.close()
 
 
-def check_rgb(image, name: str) -> np.ndarray:
-    """A frame the pipeline can use, or CameraError (a corrupt or empty frame)."""
-    if not (
+def is_rgb_frame(image) -> bool:
+    """Whether `image` is a non-empty (H, W, 3) uint8 array: the one frame format the pipeline and the
+    face detector accept (a Frame's rgb)."""
+    return (
         isinstance(image, np.ndarray)
         and image.ndim == 3
         and image.shape[2] == 3
         and image.dtype == np.uint8
         and min(image.shape[:2]) > 0
-    ):
+    )
+
+
+def check_rgb(image, name: str) -> np.ndarray:
+    """A frame the pipeline can use, or CameraError (a corrupt or empty frame)."""
+    if not is_rgb_frame(image):
         got = getattr(image, "shape", None), getattr(image, "dtype", type(image).__name__)
         raise CameraError(f"{name}: corrupt frame (shape {got[0]}, dtype {got[1]})")
     return image
