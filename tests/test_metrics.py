@@ -144,3 +144,35 @@ def test_evaluate_noise_and_jitter_table(fake):
     rows = jitter_table(zero, fake, "test", data=data, model=model, levels=(0.0, 1.0), max_samples=4)
     assert [r["level"] for r in rows] == [0.0, 1.0] and rows[1]["roll_deg"] == data.jitter_roll_deg
     assert all(r["n"] > 0 and r["mae_mm"] > 5 for r in rows)
+
+
+def test_off_axis_angle_from_intrinsics_and_box():
+    from train.breakdown import off_axis_deg
+
+    K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+    assert off_axis_deg(K, np.array([300, 220, 340, 260])) == pytest.approx(0.0)
+    assert off_axis_deg(K, np.array([800, 220, 840, 260])) == pytest.approx(45.0)  # centre at cx + fx
+    assert off_axis_deg(K, np.array([300, 720, 340, 760])) == pytest.approx(45.0)
+
+
+def test_breakdown_bands_hold_each_bona_fide_sample_once(tmp_path):
+    from dataclasses import replace
+
+    from train.breakdown import breakdown, breakdown_markdown, off_axis_deg
+    from train.evaluate import SampleScore
+
+    index = write_fake_dataset(tmp_path / "ds", n_train=0, n_val=0, n_test=8, per_shard=8, attack_every=4)
+    (entry,), (reader,) = index.entries("test"), list(index.readers("test"))
+    base = SampleScore(entry.file, 0, "bona_fide", *[0.0] * 3, 0, 0, *[0.0] * 8)
+    scores = [replace(base, index=i, label=str(reader.labels[i]), mae_mm=float(i), mae_plane_mm=1.0)
+              for i in range(len(reader))]
+    tables = breakdown(scores, index)
+    bona = [s for s in scores if s.label == "bona_fide"]
+    assert 0 < len(bona) < len(scores)  # the attacks are left out
+    for rows in tables.values():
+        assert sum(r["n"] for r in rows) == len(bona)
+    axis = [off_axis_deg(reader.intrinsics[s.index], reader.face_box[s.index]) for s in bona]
+    band = next(r for r in tables["off_axis"] if r["n"])
+    want = [s.mae_mm for s, a in zip(bona, axis, strict=True) if band["from_deg"] <= a < band["to_deg"]]
+    assert band["mae_mm"] == pytest.approx(np.mean(want)) and band["mae_plane_mm"] == 1.0
+    assert "| face off the optical axis |" in breakdown_markdown(tables)

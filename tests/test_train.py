@@ -132,8 +132,41 @@ def test_killed_run_resumes_and_evaluates(fake, tmp_path):
 
     assert evaluate_main([str(run), "--jitter-samples", "4"]) == 0
     report = run / "eval-test"
-    for name in ("metrics.json", "jitter.md", "error_hist.png", "learning_curves.png", "examples.png"):
+    for name in ("metrics.json", "jitter.md", "breakdown.md", "error_hist.png", "learning_curves.png",
+                 "examples.png"):
         assert (report / name).is_file(), name
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["trained_on_this_dataset"] and metrics["bona_fide"]["n"] + metrics["attack"]["n"] == 8
     assert len(metrics["jitter"]) == 4 and 0 <= metrics["bona_fide"]["stage1_top1"] <= 1
+
+
+@pytest.mark.parametrize("center", [(320.0, 240.0), (500.0, 360.0)])
+def test_crop_ray_relief_of_a_surface_facing_the_crop_is_flat(center):
+    """A plane perpendicular to the ray through the crop centre (a flat face looking at the camera):
+    its camera-z relief ramps when the crop is off the optical axis, its crop-ray relief is flat."""
+    from firmware_app.preprocess import CropTransform
+    from train.data import relief_targets
+    from train.synth.sample import MASK_FACE
+
+    K = np.array([[400.0, 0, 320], [0, 400.0, 240], [0, 0, 1]])
+    t = CropTransform.from_square(center, 200.0)
+    c = np.array([(center[0] - 320) / 400, (center[1] - 240) / 400, 1.0])
+    c /= np.linalg.norm(c)
+    v, u = np.mgrid[0:480, 0:640]
+    rays = np.stack([(u - 320) / 400, (v - 240) / 400, np.ones_like(u, float)], -1)
+    depth = (600.0 / (rays @ c)).astype(np.float32)  # P · ĉ = 600 mm for every pixel
+    mask = np.full(depth.shape, MASK_FACE, np.uint8)
+    camera_z, face = relief_targets(depth, mask, t)
+    crop_ray, _ = relief_targets(depth, mask, t, K)
+    assert face.all()
+    assert np.ptp(crop_ray[face]) < 1.0  # what is left: nearest-neighbour resampling of the depth
+    if center == (320.0, 240.0):
+        assert np.ptp(camera_z[face]) < 0.5  # on the axis the two frames agree
+    else:
+        assert np.ptp(camera_z[face]) > 40  # ~28° off the axis: a ramp of tens of mm across the crop
+
+
+def test_relief_frame_is_checked():
+    with pytest.raises(ConfigError, match=r"c.yaml:2: 'data.relief_frame' 'ray': expected one of camera_z"):
+        parse_config("data:\n  relief_frame: ray\n", "c.yaml")
+    assert parse_config("data: {relief_frame: crop_ray}\n").data.relief_frame == "crop_ray"

@@ -22,6 +22,9 @@ class ConfigError(ValueError):
     """A configuration file that cannot be used; the message names the file, line and key."""
 
 
+RELIEF_FRAMES = ("camera_z", "crop_ray")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = "out/synth"  # dataset directory (index.json + shards)
@@ -41,6 +44,15 @@ class DataConfig:
     shuffle_shards: int = 8  # shards mixed per shuffle block (and kept open)
     max_train_samples: int = 0  # 0 = all; >0 uses N evenly spaced samples (tiny runs)
     max_val_samples: int = 512  # validation subset, evenly spaced (cached after the first pass)
+    # What "relief" measures (train/data.py relief_targets): camera_z = depth along the camera's optical
+    # axis; crop_ray = depth along the ray through the crop centre (the crop's own virtual camera), which
+    # drops the ramp a face seen off the optical axis has in camera z: the crop does not show it.
+    relief_frame: str = "camera_z"
+
+    def __post_init__(self):
+        if self.relief_frame not in RELIEF_FRAMES:
+            raise ConfigError(f"'data.relief_frame' {self.relief_frame!r}: expected one of "
+                              f"{', '.join(RELIEF_FRAMES)}")
 
 
 @dataclass(frozen=True)
@@ -111,7 +123,10 @@ def _section(cls, node: yaml.MappingNode, name: str, path: str):
             raise ConfigError(f"{where}: unknown key '{name}.{key}' (known: {', '.join(known)})")
         value = yaml.safe_load(yaml.serialize(value_node))
         values[key] = _check_value(hints[key], value, f"{where}: '{name}.{key}'")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as exc:  # a check across fields or of a value's range: name the section's line
+        raise ConfigError(f"{path}:{node.start_mark.line + 1}: {exc}") from exc
 
 
 def compose_mapping(text: str, path: str, expected: str) -> yaml.MappingNode | None:

@@ -75,13 +75,30 @@ def jittered_transform(sample: Sample, cfg: DataConfig, rng: np.random.Generator
     return CropTransform.from_square(center, side, angle)
 
 
-def relief_targets(depth: np.ndarray, mask: np.ndarray, t: CropTransform) -> tuple[np.ndarray, np.ndarray]:
-    """Relief on the 80 grid = median grid face depth − depth, where the grid mask is face."""
+def relief_targets(depth: np.ndarray, mask: np.ndarray, t: CropTransform,
+                   intrinsics: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Relief on the 80 grid = median grid face depth − depth, where the grid mask is face.
+
+    With `intrinsics` (data.relief_frame: crop_ray) depth is first taken along the ray through the crop
+    centre instead of the optical axis: z' = z · (r · ĉ), r = K⁻¹(u, v, 1) of each grid cell, ĉ the unit
+    ray through t.center. That is the depth the crop's own (rotated) virtual camera would see.
+    """
     d, m = crop_to_grid(depth, t), crop_to_grid(mask, t)
     face = (m == MASK_FACE) & (d > 0)
     if not face.any():
         return np.zeros_like(d), face
+    if intrinsics is not None:
+        d = d * ray_factor(intrinsics, t)
     return np.where(face, np.median(d[face]) - d, 0).astype(np.float32), face
+
+
+def ray_factor(intrinsics: np.ndarray, t: CropTransform) -> np.ndarray:
+    """(80, 80) r · ĉ per grid cell (see relief_targets): 1 at the crop centre when it is on the axis."""
+    (fx, _, cx), (_, fy, cy) = intrinsics[0], intrinsics[1]
+    uv = grid_frame_coords(t)
+    rays = np.stack([(uv[..., 0] - cx) / fx, (uv[..., 1] - cy) / fy, np.ones(uv.shape[:2])], -1)
+    c = np.array([(t.center[0] - cx) / fx, (t.center[1] - cy) / fy, 1.0])
+    return (rays @ (c / np.linalg.norm(c))).astype(np.float32)
 
 
 def photometric(rgb: np.ndarray, cfg: DataConfig, rng: np.random.Generator) -> np.ndarray:
@@ -110,7 +127,8 @@ def make_example(sample: Sample, data: DataConfig, model: ModelConfig, rng: np.r
     """One network input and its targets; rng=None → the exact (unjittered) device crop."""
     t = jittered_transform(sample, data, rng, level)
     rgb = crop_input(sample.rgb, t)
-    relief, face = relief_targets(sample.depth_mm, sample.mask, t)
+    ray = sample.intrinsics if data.relief_frame == "crop_ray" else None
+    relief, face = relief_targets(sample.depth_mm, sample.mask, t, ray)
     lms = frame_to_grid(sample.landmarks_2d, t).astype(np.float32)
     if augment and rng is not None:
         inside = _inside_frame(t, sample.rgb.shape[:2])

@@ -141,6 +141,18 @@ class ShardReader:
     def identities(self) -> np.ndarray:
         return self._a["identity"]
 
+    @property
+    def pose_deg(self) -> np.ndarray:  # (N, 3) yaw, pitch, roll: these three read no frame
+        return self._a["pose_deg"]
+
+    @property
+    def intrinsics(self) -> np.ndarray:  # (N, 3, 3)
+        return self._a["intrinsics"]
+
+    @property
+    def face_box(self) -> np.ndarray:  # (N, 4) x0, y0, x1, y1
+        return self._a["face_box"]
+
     def rgb(self, i: int) -> np.ndarray:
         a = self._a
         jpeg = a["rgb_jpeg"][a["rgb_offsets"][i] : a["rgb_offsets"][i + 1]]
