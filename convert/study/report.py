@@ -28,7 +28,8 @@ NAME = "compression_study"
 
 def _row(r) -> str:
     notes = ", ".join(f"{k} {v}" for k, v in r.extra.items() if k != "binary_weights")
-    return (f"| {r.variant} | {r.description} | {r.train_ms_per_step:.0f} | {r.int8_ms:.2f} | "
+    train_ms = f"{r.train_ms_per_step:.0f}" if r.train_steps else "—"  # converted only (ptq16x8)
+    return (f"| {r.variant} | {r.description} | {train_ms} | {r.int8_ms:.2f} | "
             f"{r.size_kb:.1f} | {r.gzip_kb:.1f} | {r.macs / 1e6:.1f} | {r.params / 1e3:.0f} | "
             f"{r.mae_int8_mm:.2f} | {r.mae_float_mm:.2f} | {notes} |")
 
