@@ -122,8 +122,9 @@ def plot(results, path: Path) -> None:
             ax.annotate(r.variant, (xi, yi), fontsize=8, xytext=(4, 4), textcoords="offset points")
         ax.set(xscale="log", xlabel=label, ylabel="bona fide MAE int8, mm (shift-aligned)")
         ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        if x.max() < 10 * x.min():  # minor labels only within one decade, else they collide
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        # minor labels only within one decade, else they collide
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g") if x.max() < 10 * x.min()
+                                     else matplotlib.ticker.NullFormatter())
         ax.grid(alpha=0.3, which="both")
     front = sorted(pareto(results), key=lambda r: r.int8_ms)
     axes[0].plot([r.int8_ms for r in front], [r.mae_int8_mm for r in front], "k--", lw=0.8,
