@@ -50,8 +50,10 @@ def test_wrong_types_and_overrides(tmp_path):
 
 
 def test_shipped_configs_parse():
-    for name in ("default", "tiny"):
-        load_config(ROOT / "train" / "configs" / f"{name}.yaml")
+    paths = sorted((ROOT / "train" / "configs").glob("*.yaml"))
+    assert {p.stem for p in paths} >= {"default", "tiny", "crop_ray"}
+    for path in paths:
+        load_config(path)
 
 
 def test_cli_rejects_unknown_key_before_loading_tensorflow(tmp_path):
