@@ -7,6 +7,7 @@ import pytest
 
 from train.synth import makehuman as mh
 from train.synth.head import head_mesh
+from train.synth.landmark_geometry import Geometry, mirror_map
 from train.synth.landmarks import (
     ASSET_PATH,
     GROUPS,
@@ -16,7 +17,7 @@ from train.synth.landmarks import (
     LandmarkSpec,
     load_landmarks,
 )
-from train.synth.make_landmarks import MADE_BY, Geometry, build, mirror_map
+from train.synth.make_landmarks import MADE_BY, build
 
 
 @pytest.fixture(scope="module")
