@@ -123,7 +123,7 @@ def make_manifest(out: Path, info: dict, cfg, q: QuantResult, v: VerifyResult, i
                  "crop_scale": info["crop"]["scale"], "border": info["crop"]["border"],
                  "use_eyes": info["crop"]["use_eyes"]},
         "depth_bins_mm": [round(float(c), 4) for c in bin_centres(cfg.model)],
-        "relief_range_mm": [cfg.model.relief_min_mm, cfg.model.relief_max_mm],
+        "relief_range_mm": list(cfg.model.relief_range_mm),
         "liveness": v.liveness.to_manifest(),
         "metrics": {"split": v.split, "float": v.float_metrics, "int8": v.int8_metrics,
                     "int8_val": v.int8_val_metrics, "gate": {"passed": v.passed, "notes": list(v.notes)},

@@ -237,12 +237,19 @@ def _convert(model, crops: np.ndarray, activations: str) -> bytes:
 
 # ---- the converted graph ----
 
-def _interpreter(path: Path):  # (also the study's 16×8 row)
+def _interpreter(path: Path):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     # no default delegate: XNNPACK would replace the ops by one DELEGATE node and hide them
-    return Interpreter(model_path=str(path),
-                       experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp = Interpreter(model_path=str(path),
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp.allocate_tensors()
+    return interp
+
+
+def graph_ops(path: Path) -> list[OpInfo]:
+    """Every op of a converted model with its operand dtypes, unchecked (e.g. the study's 16×8 graph)."""
+    return list_ops(_interpreter(path))[0]
 
 
 def list_ops(interpreter) -> tuple[list[OpInfo], list[str]]:
@@ -295,7 +302,6 @@ def _params(d: dict, name: str) -> QuantParams:
 def inspect_tflite(path: Path) -> tuple[list[OpInfo], QuantParams, tuple[QuantParams, ...]]:
     """Ops and input/output quantisation of a converted depth model; QuantizationError if not int8."""
     interp = _interpreter(path)
-    interp.allocate_tensors()
     ops, problems = list_ops(interp)
     (inp,) = interp.get_input_details()
     outs = interp.get_output_details()
@@ -328,7 +334,7 @@ def quantize(run_dir, out_path, n_calib: int = DEFAULT_CALIB, *, dataset=None, r
     index = dataset_of(info, dataset)
     crops, distinct = calibration_crops(cfg, index, n_calib, seed=cfg.train.seed)
     log.info("calibrating on %d validation crops (%d distinct samples)", len(crops), distinct)
-    data = convert_int8(model, crops, (cfg.model.relief_min_mm, cfg.model.relief_max_mm))
+    data = convert_int8(model, crops, cfg.model.relief_range_mm)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.tmp")

@@ -5,8 +5,9 @@
 
 tflite-runtime's last release (2.14) is built against numpy 1.x, so it cannot share the workstation venv
 (numpy 2): it gets a venv of its own and runs the `invoke` step of this module there, through the
-device's own runtime loader (firmware_app.tflite, which falls back to tflite_runtime when ai_edge_litert
-is absent). That step imports only numpy and firmware_app.tflite. The flow:
+device's own depth code (firmware_app.depth.DepthEstimator, whose loader firmware_app.tflite falls back
+to tflite_runtime when ai_edge_litert is absent). That step imports only numpy, cv2 and firmware_app.
+The flow:
 
   1. here: the test split's device crops (train.evaluate.iter_examples) → crops.npz
   2. each runtime: `invoke` → its raw int8 outputs (relief, bins) and their quantisation → <runtime>.npz
@@ -31,23 +32,16 @@ OUTPUTS = ("relief", "bins")
 
 
 def invoke(model: Path, crops_npz: Path, out_npz: Path, threads: int = 1) -> str:
-    """Run every crop through `model` with whatever runtime firmware_app.tflite picks; returns its name."""
-    from firmware_app.tflite import make_interpreter, runtime_name
+    """Run every crop through `model` as the device does, with whatever runtime it finds; returns its name."""
+    from firmware_app.depth import DepthEstimator
+    from firmware_app.tflite import runtime_name
 
-    interp = make_interpreter(model, threads)
-    (inp,) = interp.get_input_details()
-    by_channels = {("relief" if d["shape"][-1] == 1 else "bins"): d for d in interp.get_output_details()}
-    scale, zero_point = inp["quantization"]
+    depth = DepthEstimator(model, threads)
     crops = np.load(crops_npz)["crops"]
-    raw = {k: [] for k in OUTPUTS}
-    for rgb in crops:
-        q = np.clip(np.round(rgb.astype(np.float32) / scale) + zero_point, -128, 127).astype(inp["dtype"])
-        interp.set_tensor(inp["index"], q[None])
-        interp.invoke()
-        for k in OUTPUTS:
-            raw[k].append(interp.get_tensor(by_channels[k]["index"])[0])
-    quant = {f"{k}_quant": np.array(by_channels[k]["quantization"], np.float64) for k in OUTPUTS}
-    np.savez(out_npz, runtime=np.array(runtime_name()), **{k: np.stack(v) for k, v in raw.items()}, **quant)
+    bins, relief = zip(*(depth.invoke(rgb) for rgb in crops), strict=True)
+    quant = {f"{k}_quant": np.array(v, np.float64) for k, v in depth.output_quant.items()}
+    np.savez(out_npz, runtime=np.array(runtime_name()), bins=np.stack(bins),
+             relief=np.stack(relief)[..., None], **quant)
     return runtime_name()
 
 
@@ -90,24 +84,27 @@ class Replay:
         r, b = outputs["relief"], outputs["bins"]
         self.relief = (r.astype(np.float32)[..., 0] - outputs["relief_quant"][1]) * outputs["relief_quant"][0]
         self.bins = (b.astype(np.float32) - outputs["bins_quant"][1]) * outputs["bins_quant"][0]
+        self.face_prob = 1.0 - self.bins[..., -1]
 
     def __call__(self, batch: np.ndarray):
         k = slice(self.offset, self.offset + len(batch))
         if not np.array_equal(batch, self.crops[k]):
             raise RuntimeError(f"evaluation asked for other crops than were stored at {k}: rerun the check")
         self.offset += len(batch)
-        return self.relief[k], 1.0 - self.bins[k][..., -1], self.bins[k]
+        return self.relief[k], self.face_prob[k], self.bins[k]
 
 
 def check(bundle: Path, dataset, pythons: list[str], work: Path, max_samples: int = 0) -> Comparison:
     from firmware_app.bundle import load_bundle
     from train.config import parse_config
     from train.evaluate import evaluate, iter_examples
+    from train.synth.dataset_index import DatasetIndex
 
     b = load_bundle(bundle)
     cfg = parse_config(json.dumps(b.manifest["training_config"]), str(Path(bundle) / "manifest.json"))
+    index = dataset if isinstance(dataset, DatasetIndex) else DatasetIndex.load(dataset)
     work.mkdir(parents=True, exist_ok=True)
-    crops = np.stack([ex.rgb for _, _, ex in iter_examples(_index(dataset), "test", cfg.data, cfg.model,
+    crops = np.stack([ex.rgb for _, _, ex in iter_examples(index, "test", cfg.data, cfg.model,
                                                              max_samples=max_samples)])
     np.savez(work / "crops.npz", crops=crops)
     runs = []
@@ -120,32 +117,25 @@ def check(bundle: Path, dataset, pythons: list[str], work: Path, max_samples: in
             raise RuntimeError(f"{python}: the invoke step failed (exit {proc.returncode}):\n"
                                f"{proc.stderr[-2000:]}")
         runs.append((python, dict(np.load(out))))
-    scores = []
-    for python, outputs in runs:
-        r = evaluate(Replay(crops, outputs), _index(dataset), "test", data=cfg.data, model=cfg.model,
-                     max_samples=max_samples)
+    scores, replays = [], [Replay(crops, outputs) for _, outputs in runs]
+    for (python, outputs), replay in zip(runs, replays, strict=True):
+        r = evaluate(replay, index, "test", data=cfg.data, model=cfg.model, max_samples=max_samples)
         p95 = r.attack.planar_range_p95_mm if r.attack else float("nan")
         scores.append(RuntimeScore(str(outputs["runtime"]), python, r.bona_fide.mae_mm, p95, r.bona_fide.n))
     first = runs[0][1]
     diffs = [np.abs(o[k].astype(np.int32) - first[k].astype(np.int32)) for _, o in runs[1:] for k in OUTPUTS]
-    live = [_verdicts(crops, o, b.liveness_threshold_mm) for _, o in runs]
+    live = [_verdicts(replay, b.liveness_threshold_mm) for replay in replays]
     return Comparison(tuple(scores), len(crops), sum(first[k].size for k in OUTPUTS) * max(len(runs) - 1, 1),
                       int(sum((d > 0).sum() for d in diffs)), int(max((d.max() for d in diffs), default=0)),
                       b.liveness_threshold_mm, int(sum((v != live[0]).sum() for v in live[1:])))
 
 
-def _verdicts(crops: np.ndarray, outputs, threshold_mm: float) -> np.ndarray:
+def _verdicts(replay: Replay, threshold_mm: float) -> np.ndarray:
     """Each crop's live verdict as the device scores it (unscored = not live)."""
     from convert.liveness import liveness_score
 
-    relief, prob, _ = Replay(crops, outputs)(crops)
-    return np.array([liveness_score(r, p) >= threshold_mm for r, p in zip(relief, prob, strict=True)])
-
-
-def _index(dataset):
-    from train.synth.dataset_index import DatasetIndex
-
-    return dataset if hasattr(dataset, "entries") else DatasetIndex.load(dataset)
+    return np.array([liveness_score(r, p) >= threshold_mm
+                     for r, p in zip(replay.relief, replay.face_prob, strict=True)])
 
 
 def main(argv: list[str] | None = None) -> int:

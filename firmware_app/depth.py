@@ -100,11 +100,20 @@ class DepthEstimator:
         q = np.round(crop_rgb.astype(np.float32) / self._in_scale) + self._in_zero
         return np.clip(q, -128, 127).astype(np.int8)[None]
 
-    def predict(self, crop_rgb: np.ndarray) -> DepthResult:
+    @property
+    def output_quant(self) -> dict[str, tuple[float, int]]:
+        """(scale, zero point) of the "bins" and "relief" outputs."""
+        return {"bins": self._bins_q, "relief": self._relief_q}
+
+    def invoke(self, crop_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The raw int8 outputs for one crop: bins (80, 80, K+1) and relief (80, 80)."""
         self._interp.set_tensor(self._input, self.quantize(crop_rgb))
         self._interp.invoke()
-        bins = self._interp.get_tensor(self._bins["index"])[0]
-        relief = self._interp.get_tensor(self._relief["index"])[0, :, :, 0]
+        return (self._interp.get_tensor(self._bins["index"])[0],
+                self._interp.get_tensor(self._relief["index"])[0, :, :, 0])
+
+    def predict(self, crop_rgb: np.ndarray) -> DepthResult:
+        bins, relief = self.invoke(crop_rgb)
         (bs, bz), (rs, rz) = self._bins_q, self._relief_q
         background = (bins[:, :, -1].astype(np.float32) - bz) * np.float32(bs)
         face_prob = np.clip(1.0 - background, 0.0, 1.0)

@@ -124,7 +124,7 @@ def test_relief_clip_gives_the_int8_relief_its_configured_step():
 def test_16x8_conversion_runs_in_litert_and_tracks_keras(built, tmp_path):
     """The study's 16×8 row: int16 activations end to end (int16 input, no float op), as close to the
     float model as int8 at least."""
-    from convert.quantize import _interpreter, convert_16x8, list_ops
+    from convert.quantize import convert_16x8, graph_ops
     from convert.verify import TFLitePredict
     from train.evaluate import iter_examples, keras_predict_fn
     from train.train import load_run
@@ -133,9 +133,7 @@ def test_16x8_conversion_runs_in_litert_and_tracks_keras(built, tmp_path):
     calib, _ = calibration_crops(cfg, built["index"], N_CALIB)
     path = tmp_path / "m16.tflite"
     path.write_bytes(convert_16x8(model, calib))
-    interp = _interpreter(path)
-    interp.allocate_tensors()
-    ops, _ = list_ops(interp)
+    ops = graph_ops(path)
     assert {o.op for o in ops} >= {"CONV_2D", "SOFTMAX"} and "DEQUANTIZE" not in {o.op for o in ops}
     assert all("float32" not in o.inputs + o.outputs for o in ops)
     assert any("int16" in o.outputs for o in ops)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from train.synth.shards import ShardReader
+
 HEAD_POSE_EDGES_DEG = (0.0, 15.0, 30.0, 45.0, 90.0)
 OFF_AXIS_EDGES_DEG = (0.0, 5.0, 10.0, 20.0, 30.0, 90.0)
 
@@ -29,8 +31,9 @@ def off_axis_deg(intrinsics: np.ndarray, box: np.ndarray) -> float:
 
 def breakdown(scores, index) -> dict[str, list[dict]]:
     """Rows per band of head pose and of off-axis angle, over the bona fide `scores` (train.evaluate)."""
-    readers = {e.file: r for e, r in zip(index.entries(), index.readers(verify=False), strict=True)}
     bona = [s for s in scores if s.label == "bona_fide"]
+    # only the shards scored (one split), not the whole dataset: a ShardReader loads its shard whole
+    readers = {f: ShardReader(index.root / f) for f in {s.shard for s in bona}}
     pose = [np.abs(readers[s.shard].pose_deg[s.index][:2]).max() for s in bona]
     axis = [off_axis_deg(readers[s.shard].intrinsics[s.index], readers[s.shard].face_box[s.index])
             for s in bona]

@@ -67,6 +67,10 @@ class ModelConfig:
     max_macs: int = 100_000_000  # build fails above these budgets (device latency/memory)
     max_params: int = 1_000_000
 
+    @property
+    def relief_range_mm(self) -> tuple[float, float]:
+        return self.relief_min_mm, self.relief_max_mm
+
 
 @dataclass(frozen=True)
 class TrainConfig:

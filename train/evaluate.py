@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from train import metrics as M
+from train.breakdown import breakdown, breakdown_markdown
 from train.config import DataConfig, ModelConfig
 from train.data import Example, make_example
 from train.synth.dataset_index import DatasetError, DatasetIndex, write_json_atomic
@@ -255,7 +256,6 @@ def summary_text(result: EvalResult) -> str:
 
 def write_report(run_dir: Path, dataset: str | None, split: str, out: Path | None = None,
                  max_samples: int = 0, jitter_samples: int = 256) -> dict:
-    from train.breakdown import breakdown, breakdown_markdown
     from train.report_plots import plot_error_hist, plot_examples, plot_learning_curves
     from train.train import load_run, read_csv
 
@@ -276,13 +276,14 @@ def write_report(run_dir: Path, dataset: str | None, split: str, out: Path | Non
               **result.to_dict(), "jitter": jitter, "model": info.get("model")}
     write_json_atomic(out / "metrics.json", report)
     (out / "jitter.md").write_text(jitter_markdown(jitter))
-    (out / "breakdown.md").write_text(breakdown_markdown(breakdown(result.scores, index)))
+    tables = breakdown(result.scores, index)
+    (out / "breakdown.md").write_text(breakdown_markdown(tables))
     _write_scores(result.scores, out / "per_sample.csv")
     plot_error_hist(result, out / "error_hist.png")
     plot_learning_curves(read_csv(Path(run_dir) / "log.csv"), out / "learning_curves.png")
     plot_examples(predict, index, result.scores, cfg.data, cfg.model, out / "examples.png")
     log.info("report written to %s", out)
-    return {"result": result, "jitter": jitter, "out": out}
+    return {"result": result, "jitter": jitter, "breakdown": tables, "out": out}
 
 
 def _write_scores(scores: list[SampleScore], path: Path) -> None:
@@ -313,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(summary_text(rep["result"]))
     print(jitter_markdown(rep["jitter"]), end="")
-    print((rep["out"] / "breakdown.md").read_text(), end="")
+    print(breakdown_markdown(rep["breakdown"]), end="")
     print(f"report: {rep['out']}")
     return 0
 

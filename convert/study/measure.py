@@ -21,7 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from convert.quantize import _interpreter, convert_16x8, convert_int8, inspect_tflite, list_ops
+from convert.quantize import convert_16x8, convert_int8, graph_ops, inspect_tflite
 from convert.study.prune import gzip_size
 from convert.verify import TFLitePredict, benchmark_ms
 from train.config import Config
@@ -69,10 +69,9 @@ class VariantResult:
         return cls(**json.loads(Path(path).read_text()))
 
 
-def _ops_16x8(path: Path):
-    interp = _interpreter(path)
-    interp.allocate_tensors()
-    return list_ops(interp)[0]  # its "problems" are the int16 tensors it is meant to have
+def is_16x8(extra: dict) -> bool:
+    """A row converted 16×8 (Trained.extra / VariantResult.extra say so) rather than int8."""
+    return extra.get("activations") == "int16"
 
 
 def _mae(result) -> tuple[float, int]:
@@ -84,11 +83,10 @@ def measure(variant: str, model: keras.Model, trained: Trained, tcfg: Config, in
             out_dir: Path, eval_samples: int, bench_runs: int) -> VariantResult:
     t0 = time.perf_counter()
     path = out_dir / "model_int8.tflite"
-    int16 = trained.extra.get("activations") == "int16"
-    data = (convert_16x8 if int16 else convert_int8)(model, crops, (tcfg.model.relief_min_mm,
-                                                                    tcfg.model.relief_max_mm))
+    int16 = is_16x8(trained.extra)
+    data = (convert_16x8 if int16 else convert_int8)(model, crops, tcfg.model.relief_range_mm)
     path.write_bytes(data)
-    ops = _ops_16x8(path) if int16 else inspect_tflite(path)[0]
+    ops = graph_ops(path) if int16 else inspect_tflite(path)[0]  # (int16 tensors are 16×8's point)
     int8_ms = benchmark_ms(path, num_threads=1, runs=bench_runs)
     kw = {"data": tcfg.data, "model": tcfg.model, "max_samples": eval_samples}
     mae_q, n = _mae(evaluate(TFLitePredict(path, EVAL_THREADS), index, "test", **kw))

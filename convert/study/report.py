@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from convert.study.measure import is_16x8
 from train.provenance import source_commit
 
 log = logging.getLogger(__name__)
@@ -47,10 +48,6 @@ def pareto(results) -> list:
                                           for o in results)]
 
 
-def _int16(r) -> bool:
-    return r.extra.get("activations") == "int16"
-
-
 def winner_paragraph(results, steps: int) -> str:
     ok = [r for r in results if np.isfinite(r.mae_int8_mm)]
     if not ok:
@@ -61,7 +58,7 @@ def winner_paragraph(results, steps: int) -> str:
            f"{best.macs / 1e6:.0f} M MACs)."]
     ref = by.get("student")
     if ref:
-        same = [r for r in ok if r.ops == ref.ops and r.macs == ref.macs and not _int16(r)]
+        same = [r for r in ok if r.ops == ref.ops and r.macs == ref.macs and not is_16x8(r.extra)]
         fast = [r for r in ok if r.int8_ms <= SLOWER_OK * ref.int8_ms or r in same]
         win = min(fast, key=lambda r: r.mae_int8_mm)
         verdict = ("the student itself: no compression method beat plain PTQ of the budgeted network"
