@@ -2,9 +2,11 @@
 
 Input "rgb" (1, 160, 160, 3) int8; the crop's uint8 pixels are quantised with the input tensor's own
 scale/zero point (for the expected scale 1, zero point -128 that is pixel - 128, done as a bit flip).
-Outputs are matched by their signature names ("bins", "relief"), by shape when the file has no
+Outputs are matched by their signature names ("bins", "relief", "live"), by shape when the file has no
 signature: "bins" (1, 80, 80, K+1) int8 softmax whose last channel is the background, "relief"
-(1, 80, 80, 1) int8 millimetres. Each is dequantised with its own scale/zero point.
+(1, 80, 80, 1) int8 millimetres, and, in v2 models, "live" (1, 1) int8: the network's liveness logit
+(+ = bona fide). Each is dequantised with its own scale/zero point. A model without "live" (v1) gives
+`live_logit=None`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class DepthResult:
     # (80, 80) float32 relative depth in mm along the camera axis; + = nearer the camera than the face median
     relief_mm: np.ndarray
     face_prob: np.ndarray  # (80, 80) float32 in [0, 1]: 1 - background probability
+    live_logit: float | None = None  # the network's liveness logit (+ = bona fide); None for v1 models
 
 
 class DepthModelError(ValueError):
@@ -55,8 +58,9 @@ class DepthEstimator:
             raise DepthModelError(f"{model_path}: input is not quantised (scale {self._in_scale})")
         self._bit_flip = abs(self._in_scale - 1.0) < 1e-6 and self._in_zero == -128
         outs = self._outputs()
-        self._bins, self._relief = outs["bins"], outs["relief"]
+        self._bins, self._relief, self._live = outs["bins"], outs["relief"], outs.get("live")
         self._bins_q, self._relief_q = _quant(self._bins), _quant(self._relief)
+        self._live_q = _quant(self._live) if self._live is not None else None
         log.info(
             "depth model %s: input scale %g zero %d, %d bins",
             self.model_path.name,
@@ -76,8 +80,8 @@ class DepthEstimator:
             }
         except (ValueError, KeyError, AttributeError, RuntimeError):
             pass
-        if not {"bins", "relief"} <= set(named):  # no signature: tell them apart by channel count
-            named = {("relief" if int(d["shape"][-1]) == 1 else "bins"): d for d in details}
+        if not {"bins", "relief"} <= set(named):  # no signature: tell them apart by shape
+            named = {_name_by_shape(d["shape"]): d for d in details}
         grid = (1, GRID_SIZE, GRID_SIZE)
         for name in ("bins", "relief"):
             d = named.get(name)
@@ -87,6 +91,10 @@ class DepthEstimator:
                     f"{self.model_path}: no int8 output {name!r} on the 80×80 grid "
                     f"(outputs: {got}); convert the model with `make convert`"
                 )
+        live = named.get("live")
+        if live is not None and (int(np.prod(live["shape"])) != 1 or live["dtype"] != np.int8):
+            raise DepthModelError(f"{self.model_path}: output 'live' has shape {tuple(live['shape'])}, "
+                                  "expected one int8 logit; convert the model with `make convert`")
         return named
 
     def quantize(self, crop_rgb: np.ndarray) -> np.ndarray:
@@ -101,9 +109,14 @@ class DepthEstimator:
         return np.clip(q, -128, 127).astype(np.int8)[None]
 
     @property
+    def has_live(self) -> bool:
+        return self._live is not None
+
+    @property
     def output_quant(self) -> dict[str, tuple[float, int]]:
-        """(scale, zero point) of the "bins" and "relief" outputs."""
-        return {"bins": self._bins_q, "relief": self._relief_q}
+        """(scale, zero point) of the "bins", "relief" (and "live") outputs."""
+        q = {"bins": self._bins_q, "relief": self._relief_q}
+        return q if self._live_q is None else {**q, "live": self._live_q}
 
     def invoke(self, crop_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The raw int8 outputs for one crop: bins (80, 80, K+1) and relief (80, 80)."""
@@ -112,12 +125,26 @@ class DepthEstimator:
         return (self._interp.get_tensor(self._bins["index"])[0],
                 self._interp.get_tensor(self._relief["index"])[0, :, :, 0])
 
+    def live_logit(self) -> float | None:
+        """The liveness logit of the last `invoke` (None for a v1 model without a "live" output)."""
+        if self._live is None:
+            return None
+        scale, zero = self._live_q
+        return float((int(self._interp.get_tensor(self._live["index"]).ravel()[0]) - zero) * scale)
+
     def predict(self, crop_rgb: np.ndarray) -> DepthResult:
         bins, relief = self.invoke(crop_rgb)
         (bs, bz), (rs, rz) = self._bins_q, self._relief_q
         background = (bins[:, :, -1].astype(np.float32) - bz) * np.float32(bs)
         face_prob = np.clip(1.0 - background, 0.0, 1.0)
-        return DepthResult((relief.astype(np.float32) - rz) * np.float32(rs), face_prob)
+        return DepthResult((relief.astype(np.float32) - rz) * np.float32(rs), face_prob, self.live_logit())
+
+
+def _name_by_shape(shape) -> str:
+    """Output name of a model without a signature: one value = "live", one channel = "relief"."""
+    if int(np.prod(shape)) == 1:
+        return "live"
+    return "relief" if int(shape[-1]) == 1 else "bins"
 
 
 FACE_WIDTH_MM = 150.0  # assumed width of an adult face (the 68-landmark extent) for absolute distance

@@ -15,6 +15,7 @@ from train.synth.attacks import Photo, draw_fingers, render_attack, sample_mediu
 from train.synth.background import make_background
 from train.synth.camera import Camera, ray_through, sample_camera
 from train.synth.face_render import FaceLayer, HeadPose, Identity, make_identity, render_face
+from train.synth.restyle import restyle
 from train.synth.sample import ATTACK_TYPES, BONA_FIDE, Sample
 from train.synth.sensor import apply_sensor, sample_sensor
 from train.synth.shading import sample_lighting
@@ -33,6 +34,7 @@ class GeneratorConfig:
     frontal_share: float = 0.6  # share of poses drawn near frontal (sigma = range / 3); rest uniform
     samples_per_identity: int = 4
     p_occluder: float = 0.25
+    restyle_attacks: bool = True  # attack photos graded/retouched/sharpened/mono (train/synth/restyle.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,6 +111,8 @@ def make_photo(cfg: GeneratorConfig, identity: Identity, rng: np.random.Generato
     pose = sample_pose(portrait, camera, rng, distance=distance)
     img, layer, _ = render_bona_fide(portrait, identity, camera, rng, pose)
     rgb = apply_sensor(img, sample_sensor(rng), rng)
+    if cfg.restyle_attacks:
+        rgb = restyle(rgb, rng)
     return Photo(rgb, layer.mask, layer.landmarks_2d, layer.landmarks_visible)
 
 
