@@ -1,5 +1,12 @@
 """Pictures of one pipeline result, for people: the depth colour map, the decision panel (saved with
-decisions and by `predict`), and the live preview JPEG served at /preview.jpg."""
+decisions and by `predict`), the live preview JPEG served at /preview.jpg, and the live page's images.
+
+Colours. `relief_colours` is THE depth colour map, used by every picture the project draws of the
+device's depth: relief in mm (+ = nearer the camera) on a FIXED scale, `RELIEF_SCALE_MM` (the model's
+relief range, the manifest's `relief_range_mm`), through TURBO with near = red and far = blue. The
+scale is fixed, not stretched to each frame's own range, so a print (a few mm of relief) stays one
+narrow band of colour and a face (nose to ears, tens of mm) spans the legend.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +20,39 @@ from firmware_app.depth import DepthResult
 if TYPE_CHECKING:  # pipeline imports this module for its Daemon
     from firmware_app.pipeline import FrameResult
 
+RELIEF_SCALE_MM = (-60.0, 40.0)  # far (blue) … near (red); the default bundle's relief_range_mm
+
+
+def relief_colours(relief_mm: np.ndarray, scale: tuple[float, float] = RELIEF_SCALE_MM) -> np.ndarray:
+    """Relief (mm, + = nearer) of any shape → RGB uint8 of that shape + (3,): near = red, far = blue."""
+    lo, hi = scale
+    norm = np.clip((np.asarray(relief_mm, np.float32) - lo) / (hi - lo), 0.0, 1.0)
+    grey = np.round(norm * 255).astype(np.uint8).reshape(-1, 1)
+    rgb = cv2.applyColorMap(grey, cv2.COLORMAP_TURBO)[:, 0, ::-1]  # TURBO: 0 = blue … 255 = red
+    return rgb.reshape(*np.shape(relief_mm), 3)
+
+
+def legend_stops(n: int = 11, scale: tuple[float, float] = RELIEF_SCALE_MM) -> list[tuple[float, str]]:
+    """(mm, "#rrggbb") at n evenly spaced points of the scale, far first: the page's CSS legend."""
+    mm = np.linspace(scale[0], scale[1], n)
+    return [(float(v), "#" + bytes(c.tolist()).hex()) for v, c in zip(mm, relief_colours(mm), strict=True)]
+
+
+def face_mask(depth: DepthResult, face_prob: float = 0.5) -> np.ndarray:
+    return depth.face_prob > face_prob
+
 
 def depth_colormap(depth: DepthResult, size: int = 160, face_prob: float = 0.5) -> np.ndarray:
-    """(size, size, 3) RGB: relief as a TURBO colour map (near = red), black off the face."""
-    mask = depth.face_prob > face_prob
-    rel = depth.relief_mm
-    lo, hi = np.percentile(rel[mask], [2, 98]) if mask.sum() > 3 else (rel.min(), rel.max())
-    norm = np.clip((hi - rel) / max(hi - lo, 1e-3), 0, 1)  # smaller relief = nearer = hotter
-    rgb = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
-    rgb = np.where(mask[..., None], rgb, 0).astype(np.uint8)
+    """(size, size, 3) RGB: relief through `relief_colours` (near = red, fixed scale), black off the face."""
+    on_face = face_mask(depth, face_prob)[..., None]
+    rgb = np.where(on_face, relief_colours(depth.relief_mm), 0).astype(np.uint8)
     return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_NEAREST)
+
+
+def depth_rgba(depth: DepthResult, face_prob: float = 0.5) -> np.ndarray:
+    """(80, 80, 4) RGBA: the colour map with alpha 0 off the face (the live page's overlay and panel)."""
+    alpha = np.where(face_mask(depth, face_prob), 255, 0).astype(np.uint8)
+    return np.concatenate([relief_colours(depth.relief_mm), alpha[..., None]], axis=-1)
 
 
 def decision_panel(result: FrameResult, threshold_mm: float) -> np.ndarray:
