@@ -84,12 +84,23 @@ train: setup  ## train the two-stage depth network (CONFIG=train/configs/default
 evaluate: setup  ## evaluate the default run on the test split, write its report
 	$(PY) -m train.evaluate $(OUT)/runs/default
 
-.PHONY: convert bundle-verify
+.PHONY: convert bundle-verify keys sign-bundle
 convert: setup  ## int8 model + verification gate + release bundle (RUN=out/runs/default BUNDLE=bundle/default)
 	$(PY) -m convert $(RUN) --out $(BUNDLE)
 
-bundle-verify: setup  ## check a release bundle as the device does: schema, sha256, shapes (BUNDLE=bundle/default)
-	$(PY) -m firmware_app.bundle $(BUNDLE)
+bundle-verify: setup  ## check a release bundle as the device does: signature, schema, sha256, shapes (BUNDLE=, TRUSTED_KEY=)
+	$(PY) -m firmware_app.bundle $(BUNDLE) --trusted-key $(TRUSTED_KEY)
+
+# Signing (keys/README.md): bundles and releases are signed with FACEDEPTH_SIGNING_KEY, else the committed
+# DEVELOPMENT key keys/dev/signing.key (public: trusted only by the example configs).
+KEYS        ?= keys/operator
+TRUSTED_KEY ?= $(if $(FACEDEPTH_SIGNING_KEY),$(basename $(FACEDEPTH_SIGNING_KEY)).pub,keys/dev/signing.pub)
+
+keys: setup  ## make your own signing key pair in KEYS=keys/operator (KEYS_FORCE=1 rotates); prints the public key
+	$(PY) -m convert.sign --keygen $(KEYS) $(if $(KEYS_FORCE),--force)
+
+sign-bundle: setup  ## sign BUNDLE's manifest.json with FACEDEPTH_SIGNING_KEY (default: the development key)
+	$(PY) -m convert.sign $(BUNDLE)
 
 # Compression study (convert/study/): ten variants on one dataset and step budget → out/study/<config>/.
 .PHONY: study study-smoke

@@ -10,9 +10,11 @@
       manifest.json                       written last, atomically: schema, files + sha256, model I/O and
                                           quantisation, crop, bins, liveness, float/int8 metrics, training
                                           config, dataset, source commit (schema: firmware_app/bundle.py)
+      manifest.json.sig                   its Ed25519 signature (convert/sign.py): the key in
+                                          $FACEDEPTH_SIGNING_KEY, else the committed DEVELOPMENT key
 
-Nothing is written to out_dir until the int8 model has passed the gate. An existing manifest.json is removed
-first, so a bundle being rewritten never looks valid; the device validates it with
+Nothing is written to out_dir until the int8 model has passed the gate. An existing manifest.json (and its
+signature) is removed first, so a bundle being rewritten never looks valid; the device validates it with
 `firmware_app.bundle.load_bundle`.
 """
 
@@ -30,9 +32,11 @@ from pathlib import Path
 
 from convert.mediapipe_assets import DEFAULT_DEST, ensure_mediapipe_models
 from convert.quantize import DEFAULT_CALIB, QuantResult, check_n_calib, dataset_of, load_checked_run, quantize
+from convert.sign import load_private_key, public_text, sign_bundle
 from convert.verify import VerifyResult, verify
 from firmware_app.bundle import MANIFEST, SCHEMA, load_bundle
 from firmware_app.integrity import sha256_file
+from firmware_app.signing import sig_path
 from train.provenance import source_commit
 
 log = logging.getLogger(__name__)
@@ -65,7 +69,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def device_example(threshold_mm: float) -> str:
+def device_example(threshold_mm: float, public_key: str = "") -> str:
     return f"""\
 # Example device config for this bundle (placeholder until firmware_app/config.py settles its keys).
 # Relative paths are relative to the bundle directory. Run on a laptop with a recorded clip:
@@ -77,6 +81,8 @@ camera:
 depth:
   bundle: .                 # this directory (manifest.json + depth.tflite + detector)
   num_threads: 2
+  trusted_keys:             # the key that signed manifest.json (manifest.json.sig)
+    - {public_key}
 detector:
   num_threads: 1
 liveness:
@@ -139,9 +145,13 @@ def make_manifest(out: Path, info: dict, cfg, q: QuantResult, v: VerifyResult, i
 
 
 def build_bundle(run_dir, out_dir, *, n_calib: int = DEFAULT_CALIB, dataset=None, max_eval_samples: int = 0,
-                 num_threads: int = 2, mediapipe_dest=DEFAULT_DEST) -> BundleResult:
-    """Quantise the run's model, verify it (GateError if refused), write and re-validate the bundle."""
+                 num_threads: int = 2, mediapipe_dest=DEFAULT_DEST, signing_key=None) -> BundleResult:
+    """Quantise the run's model, verify it (GateError if refused), write, sign and re-validate the bundle.
+
+    signing_key: the private key file (default $FACEDEPTH_SIGNING_KEY, else keys/dev/signing.key).
+    """
     check_n_calib(n_calib)
+    load_private_key(signing_key)  # a missing key fails now, not after minutes of conversion
     run = load_checked_run(run_dir)
     cfg, _, info = run
     index = dataset_of(info, dataset)
@@ -155,6 +165,7 @@ def build_bundle(run_dir, out_dir, *, n_calib: int = DEFAULT_CALIB, dataset=None
         v.check()
         models = ensure_mediapipe_models(mediapipe_dest)
         (out / MANIFEST).unlink(missing_ok=True)  # from here on the directory is not a valid bundle
+        sig_path(out / MANIFEST).unlink(missing_ok=True)
         os.chmod(staged, 0o644)
         staged.replace(out / DEPTH_FILE)
         q = dataclasses.replace(q, path=out / DEPTH_FILE)
@@ -162,12 +173,14 @@ def build_bundle(run_dir, out_dir, *, n_calib: int = DEFAULT_CALIB, dataset=None
         staged.unlink(missing_ok=True)
     for src, name in ((models.face_detector, DETECTOR_FILE), (models.license, LICENSE_FILE)):
         _write_atomic(out / name, Path(src).read_bytes())
-    _write_atomic(out / DEVICE_EXAMPLE, device_example(v.liveness.threshold_mm).encode())
+    public_key = public_text(load_private_key(signing_key))
+    _write_atomic(out / DEVICE_EXAMPLE, device_example(v.liveness.threshold_mm, public_key).encode())
     source = json.loads(Path(models.source).read_text())
     files = [DEPTH_FILE, DETECTOR_FILE, LICENSE_FILE, DEVICE_EXAMPLE]
     manifest = _json_safe(make_manifest(out, info, cfg, q, v, index, source, files))
     _write_atomic(out / MANIFEST, (json.dumps(manifest, indent=1, allow_nan=False) + "\n").encode())
-    load_bundle(out)  # what the device will do
+    sign_bundle(out, signing_key)
+    load_bundle(out, [public_key])  # what the device will do
     log.info("bundle %s written to %s", manifest["version"], out)
     return BundleResult(out, manifest, q, v)
 

@@ -37,7 +37,11 @@ class UsageError(Exception):
 
 
 def _setup_logging(level: str = "INFO", file: str = "") -> None:
-    handler = logging.FileHandler(file) if file else logging.StreamHandler(sys.stderr)
+    try:
+        handler = logging.FileHandler(file) if file else logging.StreamHandler(sys.stderr)
+    except OSError as e:
+        raise UsageError(f"config: logging.file {file}: cannot open ({e.strerror or e}); create its "
+                         "directory or fix the path ('' = stderr)", EXIT_CONFIG) from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -51,15 +55,30 @@ def _config(path) -> Config:
         raise UsageError(f"config: {e}", EXIT_CONFIG) from None
 
 
-def _bundle(path):
+def _bundle(path, trusted_keys):
+    """The bundle, verified against `trusted_keys` (the config's depth.trusted_keys): the device's check."""
     from firmware_app.bundle import BundleError, load_bundle
 
     if not path:
         raise UsageError("no bundle: set depth.bundle in the config (or --bundle)", EXIT_CONFIG)
     try:
-        return load_bundle(path)
+        return load_bundle(path, tuple(trusted_keys))
     except BundleError as e:
         raise UsageError(f"bundle: {e}", EXIT_BUNDLE) from None
+
+
+def _outbox_ready(directory: str) -> None:
+    """The outbox must be creatable and writable before anything decides (events are written first)."""
+    path = Path(directory)
+    try:
+        (path / "cursors").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"config: outbox.dir {path}: cannot create it ({e.strerror or e}); create it and "
+                         "give the daemon's user write access, or choose another directory",
+                         EXIT_CONFIG) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"config: outbox.dir {path}: not writable by this user; fix its owner or "
+                         "permissions", EXIT_CONFIG)
 
 
 def _build_daemon(cfg: Config, bundle, **kwargs):
@@ -67,12 +86,13 @@ def _build_daemon(cfg: Config, bundle, **kwargs):
     from firmware_app.hooks import make_hook
     from firmware_app.pipeline import Daemon
 
+    _outbox_ready(cfg.outbox.dir)
     try:
         return Daemon(cfg, bundle, [make_hook(h) for h in cfg.hooks], **kwargs)
-    except (DepthModelError, ValueError, FileNotFoundError) as e:
+    except (DepthModelError, ValueError, RuntimeError, FileNotFoundError) as e:
         raise UsageError(f"model: {e}", EXIT_BUNDLE) from None
     except OSError as e:
-        raise UsageError(f"outbox {cfg.outbox.dir}: {e}", 1) from None
+        raise UsageError(f"outbox {cfg.outbox.dir}: {e.strerror or e}", 1) from None
 
 
 def _install_signals(daemon) -> None:
@@ -87,7 +107,7 @@ def _install_signals(daemon) -> None:
 def cmd_run(args) -> int:
     cfg = _config(args.config)
     if args.validate_config:
-        bundle = _bundle(cfg.depth.bundle) if cfg.depth.bundle else None
+        bundle = _bundle(cfg.depth.bundle, cfg.depth.trusted_keys) if cfg.depth.bundle else None
         print(
             f"{args.config}: ok ({len(cfg.hooks)} hook(s), camera {cfg.camera.type}"
             + (f", bundle {bundle.version or bundle.root}" if bundle else ", no bundle set")
@@ -95,7 +115,7 @@ def cmd_run(args) -> int:
         )
         return 0
     _setup_logging(cfg.logging.level, cfg.logging.file)
-    daemon = _build_daemon(cfg, _bundle(cfg.depth.bundle))
+    daemon = _build_daemon(cfg, _bundle(cfg.depth.bundle, cfg.depth.trusted_keys))
     _install_signals(daemon)
     server = None
     if cfg.http.enabled:
@@ -119,19 +139,29 @@ def cmd_predict(args) -> int:
     import cv2
 
     from firmware_app.camera import Frame
+    from firmware_app.image_file import ImageFileError, read_rgb
     from firmware_app.panels import decision_panel
     from firmware_app.pipeline import Pipeline
     from firmware_app.profiling import Profiler
+    from firmware_app.signing import read_keys
 
     _setup_logging("WARNING")
-    bgr = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise UsageError(f"{args.image}: not a readable image (PNG, JPEG, ...)", EXIT_CONFIG)
+    try:
+        rgb = read_rgb(args.image)
+    except ImageFileError as e:
+        raise UsageError(str(e), EXIT_CONFIG) from None
+    bgr = rgb[..., ::-1]
     cfg = _config(args.config) if args.config else Config()
-    cfg = replace(cfg, liveness=replace(cfg.liveness, vote_k=1, vote_n=1))
-    bundle = _bundle(args.bundle or cfg.depth.bundle)
-    pipeline = Pipeline.from_bundle(bundle, cfg, Profiler())
-    result = pipeline.process(Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.monotonic(), 0))
+    try:
+        keys = read_keys(args.trusted_key) + list(cfg.depth.trusted_keys)
+    except ValueError as e:
+        raise UsageError(f"--trusted-key: {e}", EXIT_CONFIG) from None
+    bundle = _bundle(args.bundle or cfg.depth.bundle, keys)
+    try:
+        pipeline = Pipeline.from_bundle(bundle, cfg, Profiler())
+        result = pipeline.process(Frame(rgb, time.monotonic(), 0))
+    except (ValueError, RuntimeError, FileNotFoundError) as e:  # DepthModelError is a ValueError
+        raise UsageError(f"model: {e}", EXIT_BUNDLE) from None
     threshold = pipeline.liveness.scorer.threshold_mm
     out = Path(args.out or Path(args.image).with_suffix("").name + "_depth")
     out.mkdir(parents=True, exist_ok=True)
@@ -230,7 +260,8 @@ def cmd_profile(args) -> int:
         # a bounded window: a soak run's own sample buffers must not look like growth
         window = max(frames, 1) if frames else 2000
         profiler = Profiler(window=window, fps_window_s=1e9, timeline_s=1.0)
-        daemon = _build_daemon(cfg, _bundle(cfg.depth.bundle), profiler=profiler, max_frames=frames)
+        daemon = _build_daemon(cfg, _bundle(cfg.depth.bundle, cfg.depth.trusted_keys), profiler=profiler,
+                               max_frames=frames)
         _install_signals(daemon)
         timer = threading.Timer(args.seconds, daemon.request_stop) if args.seconds else None
         rss0, cpu0, t0 = env.rss_mb(), _cpu_seconds(), time.monotonic()
@@ -329,7 +360,15 @@ def parser() -> argparse.ArgumentParser:
     pred = sub.add_parser("predict", help="depth and verdict for one image")
     pred.add_argument("image", type=Path)
     pred.add_argument("--bundle", type=Path, help="release bundle (default: the config's depth.bundle)")
-    pred.add_argument("--config", type=Path, help="device config for detector/liveness settings")
+    pred.add_argument("--config", type=Path, help="device config: detector/liveness settings, trusted keys")
+    pred.add_argument(
+        "--trusted-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a public key (ed25519:...) or .pub file the bundle must be signed by (repeatable; adds to the "
+        "config's depth.trusted_keys), e.g. keys/dev/signing.pub",
+    )
     pred.add_argument("--out", type=Path, help="output directory (default: <image stem>_depth)")
     pred.add_argument(
         "--ply",

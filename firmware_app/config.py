@@ -26,12 +26,14 @@ from pathlib import Path
 
 import yaml
 
-from firmware_app.config_yaml import ConfigError, Ctx, is_null, section
+from firmware_app.config_yaml import MAX_BYTES, ConfigError, Ctx, StrictLoader, is_null, section
+from firmware_app.signing import parse_public_key
 
 
-def _f(default, doc: str, *, choices: tuple = (), min: float | None = None, secret: bool = False):
-    """A field with its default and description (and optional allowed values / lower bound)."""
-    meta = {"doc": doc, "choices": choices, "min": min, "secret": secret}
+def _f(default, doc: str, *, choices: tuple = (), min: float | None = None, max: float | None = None,
+       secret: bool = False):
+    """A field with its default and description (and optional allowed values / bounds)."""
+    meta = {"doc": doc, "choices": choices, "min": min, "max": max, "secret": secret}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -53,18 +55,20 @@ class CameraConfig:
         "opencv: V4L2 index (0 = /dev/video0), device path, or a GStreamer pipeline "
         "string ending in appsink (Jetson CSI camera)",
     )
-    width: int = _f(640, "requested frame width (opencv, picamera2 inference stream)", min=16)
-    height: int = _f(480, "requested frame height (opencv, picamera2 inference stream)", min=16)
+    width: int = _f(640, "requested frame width (opencv, picamera2 inference stream)", min=16, max=8192)
+    height: int = _f(480, "requested frame height (opencv, picamera2 inference stream)", min=16, max=8192)
     fps: float = _f(
         0.0,
         "frames per second: replay pacing (0 = the clip's native rate, image folders "
         "as fast as possible), the camera's requested rate otherwise",
         min=0.0,
+        max=1000.0,
     )
     fov_deg: float = _f(
         60.0,
         "horizontal field of view in degrees (pinhole intrinsics for point clouds: fx = W/2 / tan(fov/2))",
         min=1.0,
+        max=179.0,
     )
     read_timeout_s: float = _f(2.0, "a read that takes longer counts as a camera error", min=0.01)
     backoff_s: float = _f(0.5, "first reconnect delay after a camera error; doubles per failure", min=0.0)
@@ -73,11 +77,11 @@ class CameraConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    num_threads: int = _f(1, "TFLite threads for BlazeFace", min=1)
-    min_score: float = _f(0.5, "detections below this score are dropped", min=0.0)
+    num_threads: int = _f(1, "TFLite threads for BlazeFace", min=1, max=64)
+    min_score: float = _f(0.5, "detections below this score are dropped", min=0.0, max=1.0)
     min_face_px: int = _f(40, "faces whose box is narrower (frame pixels) are ignored", min=0)
     track_iou: float = _f(
-        0.3, "a face continues a track when its box overlaps the last one by this IoU", min=0.0
+        0.3, "a face continues a track when its box overlaps the last one by this IoU", min=0.0, max=1.0
     )
     track_max_gap: int = _f(5, "frames without the face after which its track ends", min=0)
 
@@ -85,7 +89,12 @@ class DetectorConfig:
 @dataclass(frozen=True)
 class DepthConfig:
     bundle: str = _f("", "release bundle directory (manifest.json + depth and detector .tflite)")
-    num_threads: int = _f(1, "TFLite threads for the depth network", min=1)
+    num_threads: int = _f(1, "TFLite threads for the depth network", min=1, max=64)
+    trusted_keys: tuple[str, ...] = _f(
+        (),
+        "public keys (ed25519:BASE64, `make keys` prints one) of which one must have signed the bundle's "
+        "manifest.json; empty = every bundle is refused",
+    )
 
 
 @dataclass(frozen=True)
@@ -95,8 +104,10 @@ class LivenessConfig:
         "live when the plane-removed relief range exceeds this; 0 = the bundle's liveness.threshold_mm",
         min=0.0,
     )
-    face_prob: float = _f(0.5, "grid cells with face probability above this form the face mask", min=0.0)
-    min_face_cells: int = _f(200, "fewer face cells (of 80×80) = no score for this frame", min=3)
+    face_prob: float = _f(0.5, "grid cells with face probability above this form the face mask", min=0.0,
+                          max=1.0)
+    min_face_cells: int = _f(200, "fewer face cells (of 80×80) = no score for this frame", min=3,
+                             max=6400)
     vote_k: int = _f(3, "a track is decided when K of its last N scored frames agree", min=1)
     vote_n: int = _f(5, "window of the K-of-N vote", min=1)
     save_depth_dir: str = _f("", "write each decision's depth colour map here (PNG); '' = off")
@@ -146,7 +157,7 @@ class HttpHookConfig(_Hook):
 class MqttHookConfig(_Hook):
     type: str = _hook_type("mqtt")
     host: str = _f("127.0.0.1", "broker host")
-    port: int = _f(1883, "broker port", min=1)
+    port: int = _f(1883, "broker port", min=1, max=65535)
     topic: str = _f("facedepth/events", "events are published here with QoS 1")
     availability_topic: str = _f("facedepth/status", "retained 'online'; 'offline' as last will")
     username: str = _f("", "broker user; '' = anonymous")
@@ -159,7 +170,7 @@ class MqttHookConfig(_Hook):
 @dataclass(frozen=True)
 class GpioHookConfig(_Hook):
     type: str = _hook_type("gpio")
-    pin: int = _f(17, "BCM line number of the relay", min=0)
+    pin: int = _f(17, "BCM line number of the relay", min=0, max=1023)
     pulse_s: float = _f(1.0, "relay on-time for a granted (live) decision", min=0.0)
     active_low: bool = _f(False, "the relay closes on a low level")
     only: tuple[str, ...] = _f(("live",), "decisions that pulse the relay")
@@ -188,7 +199,7 @@ class OutboxConfig:
 class HttpConfig:
     enabled: bool = _f(True, "serve /healthz, /status and /metrics")
     host: str = _f("127.0.0.1", "bind address; beyond loopback a token is required")
-    port: int = _f(8321, "TCP port (0 = any free port)", min=0)
+    port: int = _f(8321, "TCP port (0 = any free port)", min=0, max=65535)
     token: str = _f("", "bearer token required when host is not loopback; use ${ENV}", secret=True)
     preview: bool = _f(
         False, "serve /preview (live page) and /preview.jpg (frame | depth colour map | decision)"
@@ -214,6 +225,7 @@ class Config:
 
 
 SECTIONS = typing.get_type_hints(Config)
+MAX_HOOKS = 64
 
 
 def _top(loader, node, name: str, ctx: Ctx):
@@ -224,6 +236,8 @@ def _top(loader, node, name: str, ctx: Ctx):
         return ()
     if not isinstance(node, yaml.SequenceNode):
         raise ctx.error(node, "hooks", "expected a list of hooks, each with a type")
+    if len(node.value) > MAX_HOOKS:
+        raise ctx.error(node, "hooks", f"{len(node.value)} hooks; at most {MAX_HOOKS}")
     hooks, names = [], set()
     for i, item in enumerate(node.value):
         key = f"hooks[{i}]"
@@ -267,6 +281,11 @@ def _check(cfg: Config, root, ctx: Ctx) -> None:
         )
     if cfg.camera.type == "replay" and not cfg.camera.source:
         raise ctx.error(root, "camera.source", "a replay camera needs a video file or image folder")
+    for key in cfg.depth.trusted_keys:
+        try:
+            parse_public_key(key)
+        except ValueError as e:
+            raise ctx.error(root, "depth.trusted_keys", str(e)) from None
     loopback = cfg.http.host in ("127.0.0.1", "localhost", "::1")
     if cfg.http.preview and not cfg.http.enabled:
         raise ctx.error(root, "http.preview", "needs http.enabled: true")
@@ -281,8 +300,11 @@ def _check(cfg: Config, root, ctx: Ctx) -> None:
 def parse_config(text: str, filename: str = "<config>", env=None) -> Config:
     """YAML text → Config, or ConfigError naming the line and key."""
     ctx = Ctx(filename, os.environ if env is None else env)
+    if len(text) > MAX_BYTES:
+        raise ConfigError(f"{filename}: {len(text)} characters, more than a config can be ({MAX_BYTES}); "
+                          "is this the right file?")
     try:
-        loader = yaml.SafeLoader(text)
+        loader = StrictLoader(text, filename)
         try:
             root = loader.get_single_node()
         finally:
@@ -304,6 +326,9 @@ def _checked(cfg: Config, root, ctx: Ctx) -> Config:
 def load_config(path: Path | str, env=None) -> Config:
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes, more than a config can be "
+                              f"({MAX_BYTES}); is this the right file?")
         text = path.read_text()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the configuration ({e.strerror or e})") from None

@@ -8,14 +8,58 @@ the rules across fields live there.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 
 import yaml
 
+MAX_BYTES = 1 << 20  # a device config is a few kB; a bigger file is a mistake (or an attack on the parser)
+MAX_DEPTH = 32  # sections are 3 levels deep; deep flow nesting would exhaust the composer's recursion
+MAX_INT = 2**31 - 1  # bound of an int field without its own maximum
+MAX_FLOAT = 1e9  # bound of a float field without its own maximum (seconds, mm, ...: all far below)
+
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the file, line and key."""
+
+
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses, with file:line, what a config never needs and a hostile file abuses:
+    explicit tags (`!foo`, `!!binary`, `!!python/...`), anchors and aliases (`&a`, `*a`: exponential
+    expansion), merge keys (`<<:`), and nesting deeper than MAX_DEPTH."""
+
+    def __init__(self, text: str, filename: str):
+        super().__init__(text)
+        self.filename, self.depth = filename, 0
+
+    def _refuse(self, mark, msg: str) -> ConfigError:
+        return ConfigError(f"{self.filename}:{mark.line + 1}: {msg}")
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise self._refuse(event.start_mark, "YAML anchors and aliases (&name, *name) are not supported "
+                               "here; write each value out")
+        if getattr(event, "tag", None) not in (None, "!"):
+            raise self._refuse(event.start_mark, f"YAML tag {event.tag} is not supported here; remove it "
+                               "(each field's type is known)")
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self._refuse(event.start_mark, f"nested more than {MAX_DEPTH} levels deep; not a config")
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+        if isinstance(node, yaml.MappingNode):
+            for key, _ in node.value:
+                if key.tag == _MERGE:
+                    raise self._refuse(key.start_mark, "YAML merge keys (<<:) are not supported here; write "
+                                       "the keys out")
+        return node
 
 
 def is_null(node) -> bool:
@@ -46,7 +90,10 @@ def scalar(loader: yaml.SafeLoader, node, key: str, ctx: Ctx):
             "expected a single value, got a "
             + ("list" if isinstance(node, yaml.SequenceNode) else "mapping"),
         )
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as e:  # e.g. a date like 2001-02-30
+        raise ctx.error(node, key, f"unreadable value {node.value[:40]!r} ({e})") from None
 
 
 def _expand_env(value: str, node, key: str, ctx: Ctx) -> str:
@@ -83,7 +130,12 @@ def convert(loader, node, tp, key: str, meta: dict, ctx: Ctx):
     elif tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ctx.error(node, key, f"expected a number, got {value!r}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            value = float("inf")
+        if not math.isfinite(value):
+            raise ctx.error(node, key, f"expected a finite number, got {value!r}")
     elif tp is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)  # e.g. camera.device: 0
@@ -94,6 +146,11 @@ def convert(loader, node, tp, key: str, meta: dict, ctx: Ctx):
         raise ctx.error(node, key, f"{value!r} is not one of {', '.join(map(str, meta['choices']))}")
     if meta.get("min") is not None and value < meta["min"]:
         raise ctx.error(node, key, f"{value!r} is below the minimum {meta['min']}")
+    if tp in (int, float):
+        top = meta.get("max")
+        top = top if top is not None else MAX_INT if tp is int else MAX_FLOAT
+        if value > top:
+            raise ctx.error(node, key, f"{value!r} is above the maximum {top}")
     return value
 
 

@@ -13,8 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from convert.sign import keygen, sign_bundle
 from firmware_app.bundle import SCHEMA, BundleError, load_bundle, main
+from tests.test_fw_fixtures import DEV_KEY, DEV_PUB, DEV_PUB_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 N_BINS = 4
@@ -135,11 +139,90 @@ def test_files_outside_the_bundle_and_bad_liveness(tmp_path):
 
 
 def test_cli(bundle, capsys):
-    assert main([str(bundle)]) == 0
+    sign_bundle(bundle, DEV_KEY)
+    assert main([str(bundle), "--trusted-key", str(DEV_PUB_FILE)]) == 0
     assert "bundle t-00000000 OK" in capsys.readouterr().out
+    assert main([str(bundle)]) == 1  # no key given: nothing is trusted
+    assert "no trusted public keys" in capsys.readouterr().err
     shutil.copy(bundle / "det.tflite", bundle / "depth.tflite")
-    assert main([str(bundle)]) == 1
+    assert main([str(bundle), "--trusted-key", DEV_PUB]) == 1
     assert "depth.tflite" in capsys.readouterr().err
+
+
+# --- signatures: sha256 stops corruption, the signature stops someone who rewrites hashes too ---------------
+
+def _forge_threshold(root: Path) -> None:
+    """What an attacker with write access does: edit the threshold, keep the JSON valid (hashes unchanged)."""
+    m = json.loads((root / "manifest.json").read_text())
+    m["liveness"]["threshold_mm"] = 0.0  # every print granted
+    (root / "manifest.json").write_text(json.dumps(m))
+
+
+def test_signed_bundle_loads_and_forgeries_are_refused(bundle, tmp_path):
+    sign_bundle(bundle, DEV_KEY)
+    assert load_bundle(bundle, [DEV_PUB]).liveness_threshold_mm == 12.5
+    _forge_threshold(bundle)
+    with pytest.raises(BundleError, match=r"manifest\.json: signature by key \w+ does not match the file"):
+        load_bundle(bundle, [DEV_PUB])
+    # re-signed by the attacker's own key: refused by name, with the fix
+    _, attacker_pub = keygen(tmp_path / "attacker")
+    sign_bundle(bundle, tmp_path / "attacker" / "signing.key")
+    with pytest.raises(BundleError, match=r"signed by key \w+, which this device does not trust.*trusted_k"):
+        load_bundle(bundle, [DEV_PUB])
+    assert load_bundle(bundle, [DEV_PUB, attacker_pub]).liveness_threshold_mm == 0.0  # listed = trusted
+
+
+def test_unsigned_or_garbled_signature_or_no_keys_is_refused(bundle):
+    with pytest.raises(BundleError, match=r"json: unsigned \(no manifest\.json\.sig\).*sign-bundle"):
+        load_bundle(bundle, [DEV_PUB])
+    sign_bundle(bundle, DEV_KEY)
+    with pytest.raises(BundleError, match="no trusted public keys configured"):
+        load_bundle(bundle, [])
+    sig = bundle / "manifest.json.sig"
+    bad_key = b'{"schema": "facedepth-signature/1", "key": "ed25519:AAAA", "signature": "x"}'
+    for garbage in (b"", b"[]", bad_key, b"\xff" * 5000):
+        sig.write_bytes(garbage)
+        with pytest.raises(BundleError, match="manifest.json"):
+            load_bundle(bundle, [DEV_PUB])
+
+
+@pytest.mark.parametrize("field,value", [
+    ("depth_bins_mm", "1,2,3"), ("depth_bins_mm", ["a", "b"]), ("depth_bins_mm", [float("nan")]),
+    ("relief_range_mm", "-40..40"), ("relief_range_mm", [40, -40]), ("relief_range_mm", [True, 2]),
+    ("liveness", {"threshold_mm": -1000}), ("liveness", {"threshold_mm": "12"}), ("crop", "x"),
+    ("crop", {"input_size": "huge"}), ("depth_model", {"file": ["depth.tflite"]}),
+    ("depth_model", {"file": "depth.tflite", "inputs": "rgb"}), ("detector", {"file": {}}),
+    ("files", {"depth.tflite": {"sha256": "0" * 64, "bytes": "3000"}}), ("files", []),
+])
+def test_manifest_fields_of_the_wrong_type_are_refused(tmp_path, field, value):
+    with pytest.raises(BundleError, match="manifest.json"):
+        load_bundle(write_bundle(tmp_path / "b", **{field: value}))
+
+
+_SCALAR = st.none() | st.booleans() | st.integers(-10**30, 10**30) | st.floats() | st.text(max_size=8)
+_JSON = st.recursive(_SCALAR, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c,
+                                                                                  max_size=4), max_leaves=12)
+_FIELDS = ("schema", "files", "depth_model", "detector", "crop", "depth_bins_mm", "relief_range_mm",
+           "liveness", "version", "metrics")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(_FIELDS), _JSON, min_size=1, max_size=3))
+def test_fuzzed_manifests_are_refused_never_traceback(tmp_path, overrides):
+    """Any value in any field: the loader and the CLI answer BundleError / exit 1, never another exception."""
+    root = write_bundle(tmp_path / "fz", **overrides)
+    try:
+        load_bundle(root)
+    except BundleError:
+        pass
+    sign_bundle(root, DEV_KEY)
+    assert main([str(root), "--trusted-key", DEV_PUB]) in (0, 1)
+
+
+def test_manifest_nested_deep_or_huge_is_refused(bundle):
+    (bundle / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(BundleError, match="not valid JSON|not a JSON object"):
+        load_bundle(bundle)
 
 
 def test_loader_is_device_code():
@@ -148,4 +231,4 @@ def test_loader_is_device_code():
     mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     mods |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert mods <= {"__future__", "json", "math", "dataclasses", "pathlib", "numpy", "firmware_app",
-                    "argparse", "sys"}, mods
+                    "argparse", "sys", "collections"}, mods

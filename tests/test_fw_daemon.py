@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.test_fw_events import Receiver
-from tests.test_fw_fixtures import copy_bundle, free_port, synthetic_frames, tiny_bundle
+from tests.test_fw_fixtures import DEV_PUB, copy_bundle, free_port, synthetic_frames, tiny_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "door-secret"
@@ -26,7 +26,7 @@ def _config(tmp_path, receiver=None, camera=None, **sections) -> Path:
     cfg = {
         "camera": camera
         or {"type": "replay", "source": str(synthetic_frames()), "loop": False, "hold_frames": 3},
-        "depth": {"bundle": str(tiny_bundle())},
+        "depth": {"bundle": str(tiny_bundle()), "trusted_keys": [DEV_PUB]},
         "liveness": {"vote_k": 2, "vote_n": 3},
         "outbox": {
             "dir": str(tmp_path / "outbox"),
@@ -193,7 +193,7 @@ def test_dead_camera_logs_and_keeps_reconnecting(tmp_path):
 def test_bad_bundle_is_refused_with_a_clear_error(tmp_path, damage, message):
     bundle = copy_bundle(tmp_path / "bundle")
     damage(bundle)
-    config = _config(tmp_path, depth={"bundle": str(bundle)})
+    config = _config(tmp_path, depth={"bundle": str(bundle), "trusted_keys": [DEV_PUB]})
     proc = _start(config)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 3 and message in err and "Traceback" not in err

@@ -16,7 +16,7 @@ import pytest
 
 from firmware_app.config import Config, ConfigError, parse_config
 from tests.test_fw_daemon import REPO, _config
-from tests.test_fw_fixtures import synthetic_frames, tiny_bundle
+from tests.test_fw_fixtures import DEV_PUB, DEV_PUB_FILE, synthetic_frames, tiny_bundle
 
 FACE = "000_bona_fide.png"
 
@@ -46,7 +46,8 @@ def _read_ply(path):
 def test_predict_writes_face_point_cloud(tmp_path):
     image = synthetic_frames() / FACE
     ply = tmp_path / "face.ply"
-    proc = _run("predict", image, "--bundle", tiny_bundle(), "--out", tmp_path / "out", "--ply", ply)
+    proc = _run("predict", image, "--bundle", tiny_bundle(), "--trusted-key", DEV_PUB_FILE, "--out",
+                tmp_path / "out", "--ply", ply)
     assert proc.returncode == 0, proc.stderr
     assert "face points" in proc.stdout
     n, rows = _read_ply(ply)
@@ -70,7 +71,7 @@ def test_predict_point_cloud_fov_scales_distance(tmp_path):
     image = synthetic_frames() / FACE
 
     def predict_ply(name, fov):
-        return _run("predict", image, "--bundle", tiny_bundle(), "--out", tmp_path,
+        return _run("predict", image, "--bundle", tiny_bundle(), "--trusted-key", DEV_PUB, "--out", tmp_path,
                     "--ply", tmp_path / name, "--fov-deg", fov)
 
     for fov in (60, 90):

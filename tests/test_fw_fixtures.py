@@ -23,6 +23,9 @@ CACHE = REPO / "out" / "cache" / "fw_tests"
 VERSION = "4"
 N_BINS = 20
 THRESHOLD_MM = 4.0
+DEV_KEY = REPO / "keys" / "dev" / "signing.key"  # the committed DEVELOPMENT pair signs test bundles
+DEV_PUB_FILE = REPO / "keys" / "dev" / "signing.pub"
+DEV_PUB = DEV_PUB_FILE.read_text().strip()
 
 
 def _sha(path: Path) -> str:
@@ -130,6 +133,10 @@ def tiny_bundle() -> Path:
     """The cached tiny bundle directory (built with TensorFlow on first use, ~20 s)."""
     root = CACHE / f"bundle-v{VERSION}"
     if (root / "manifest.json").is_file():
+        if not (root / "manifest.json.sig").is_file():  # cached before bundles were signed
+            from convert.sign import sign_bundle
+
+            sign_bundle(root, DEV_KEY)
         return root
     from convert.mediapipe_assets import ensure_mediapipe_models
 
@@ -140,6 +147,9 @@ def tiny_bundle() -> Path:
     models = ensure_mediapipe_models(REPO / "out" / "models" / "mediapipe")
     shutil.copy(models.face_detector, tmp / "face_detection_short_range.tflite")
     write_manifest(tmp)
+    from convert.sign import sign_bundle
+
+    sign_bundle(tmp, DEV_KEY)
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
     return root
@@ -187,6 +197,6 @@ def test_fixtures_build():
     """The shared material exists and the bundle passes the device's own checks."""
     from firmware_app.bundle import load_bundle
 
-    bundle = load_bundle(tiny_bundle())
+    bundle = load_bundle(tiny_bundle(), [DEV_PUB])
     assert bundle.liveness_threshold_mm == THRESHOLD_MM
     assert len(list(synthetic_frames().glob("*.png"))) == len(FRAME_LABELS)
