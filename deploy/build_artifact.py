@@ -2,6 +2,9 @@
 
     DIR/<version>/
       RELEASE.json              version, bundle version, sha256 of every other file (checked on the device)
+      RELEASE.json.sig          its Ed25519 signature by the operator's key (convert/sign.py): install.sh
+                                accepts the release only when a key of the running release's config
+                                (depth.trusted_keys; on a first install, this release's own) signed it
       install.sh                the idempotent on-device installer (deploy/install.sh)
       facedepth.service         the systemd unit (deploy/facedepth.service)
       config.yaml               the device config C
@@ -13,7 +16,10 @@ version = <bundle version>-<first 10 hex of sha256 over the sorted "path sha256"
 some file's content (or name) changes. The config is validated before anything is written, with the
 daemon's own `run --config C --validate-config`, against the staged release (so depth.bundle written as
 `${FACEDEPTH_RELEASE:-/opt/facedepth/current}/bundle` resolves to the bundle being shipped, and its
-hashes are checked too). Prints the release directory on stdout; exit 2 bad config, 3 bad bundle.
+hashes and signature are checked too), then the signed RELEASE.json is checked against the config's
+trusted keys the same way the device will. The signing key is $FACEDEPTH_SIGNING_KEY, else the
+DEVELOPMENT key keys/dev/signing.key. Prints the release directory on stdout; exit 2 bad config, 3 bad
+bundle or signature.
 """
 
 from __future__ import annotations
@@ -29,11 +35,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from convert.sign import SignError, sign_file
 from firmware_app.integrity import sha256_file
+from firmware_app.signing import sig_path
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 RELEASE_JSON = "RELEASE.json"
+RELEASE_SIG = RELEASE_JSON + ".sig"
 SCHEMA = "facedepth-release/1"
 
 
@@ -69,7 +78,7 @@ def file_hashes(root: Path) -> dict[str, str]:
     return {
         p.relative_to(root).as_posix(): sha256_file(p)
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.relative_to(root).as_posix() != RELEASE_JSON
+        if p.is_file() and p.relative_to(root).as_posix() not in (RELEASE_JSON, RELEASE_SIG)
     }
 
 
@@ -89,13 +98,26 @@ def validate(release: Path, python: str = sys.executable) -> str:
     return r.stdout.strip()
 
 
+def check_signature(release: Path, python: str = sys.executable) -> None:
+    """The device's check of RELEASE.json.sig against the release config's trusted keys."""
+    env = dict(os.environ, FACEDEPTH_RELEASE=str(release), PYTHONPATH=str(release))
+    r = subprocess.run(
+        [python, "-m", "firmware_app.signing", str(release / RELEASE_JSON), "--config",
+         str(release / "config.yaml")],
+        capture_output=True, text=True, env=env, cwd=release,
+    )
+    if r.returncode != 0:
+        raise BuildError(f"release signature refused: {(r.stderr or r.stdout).strip()} (sign with a key "
+                         "whose public half is in the config's depth.trusted_keys)", 3)
+
+
 def bundle_version(bundle: Path) -> str:
     version = str(json.loads((bundle / "manifest.json").read_text()).get("version") or "bundle")
     return re.sub(r"[^A-Za-z0-9._-]+", "_", version)[:60]
 
 
-def build(bundle: Path, config: Path, out: Path) -> Path:
-    """Stage, validate, hash; the release ends at out/<version> (reused as-is if already there)."""
+def build(bundle: Path, config: Path, out: Path, signing_key: Path | None = None) -> Path:
+    """Stage, validate, hash, sign; the release ends at out/<version> (reused as-is if already there)."""
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
     try:
@@ -110,7 +132,18 @@ def build(bundle: Path, config: Path, out: Path) -> Path:
         release = {"schema": SCHEMA, "version": version, "bundle_version": bundle_version(bundle),
                    "validated": summary, "files": files}
         (tmp / "r" / RELEASE_JSON).write_text(json.dumps(release, indent=1, sort_keys=True) + "\n")
+        try:
+            sign_file(tmp / "r" / RELEASE_JSON, signing_key)
+        except SignError as e:
+            raise BuildError(f"cannot sign the release: {e}", 3) from None
+        try:
+            check_signature(tmp / "r")
+        except BuildError as e:
+            raise BuildError(str(e).replace(str(tmp / "r" / "config.yaml"), str(config)), e.code) from None
         final = out / version
+        if (final / RELEASE_JSON).is_file() and sig_path(final / RELEASE_JSON).read_bytes() != \
+                sig_path(tmp / "r" / RELEASE_JSON).read_bytes():  # same content, another key: re-sign
+            shutil.copy2(sig_path(tmp / "r" / RELEASE_JSON), sig_path(final / RELEASE_JSON))
         if not (final / RELEASE_JSON).is_file():
             shutil.rmtree(final, ignore_errors=True)
             (tmp / "r").rename(final)

@@ -78,7 +78,8 @@ def remote_app() -> str:
 
 
 def remote_env() -> str:
-    keep = {k: v for k, v in os.environ.items() if k.startswith("FACEDEPTH_") and k != "FACEDEPTH_SSH_OPTS"}
+    workstation_only = ("FACEDEPTH_SSH_OPTS", "FACEDEPTH_SIGNING_KEY")
+    keep = {k: v for k, v in os.environ.items() if k.startswith("FACEDEPTH_") and k not in workstation_only}
     return " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(keep.items()))
 
 

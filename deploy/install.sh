@@ -3,7 +3,11 @@
 # ssh):   sh <app>/releases/<version>/install.sh [--install | --status | --logs | --rollback | --stop]
 #
 # --install (default), idempotent:
-#   1. verify every sha256 in this release's RELEASE.json (refuse before touching anything else);
+#   1. verify every sha256 in this release's RELEASE.json and its Ed25519 signature RELEASE.json.sig
+#      (refuse before touching anything else). The signature must verify with a key in the RUNNING
+#      release's config (depth.trusted_keys), checked by the running release's code: a release cannot
+#      vouch for itself. A first install (or an upgrade from a release without signing) trusts the keys
+#      of the new release's own config, and says so;
 #   2. system user `facedepth` (only as root without FACEDEPTH_ROOT), state + outbox directories;
 #   3. the venv <app>/venv (--system-site-packages on Raspberry Pi OS / Jetson so apt's
 #      python3-picamera2 / JetPack OpenCV are visible), requirements/device.txt, falling back to
@@ -11,8 +15,10 @@
 #   4. if <app>/current already is this release and /healthz answers: print "unchanged", exit 0;
 #   5. atomic switch of <app>/current (ln -s + mv -T), the old target kept as <app>/previous;
 #   6. (re)start: systemd when running, else the supervisor mode below;
-#   7. poll /healthz until frames flow (FACEDEPTH_HEALTH_TIMEOUT s, default 60); on failure switch
-#      back to the previous release, restart it, and exit 1 with the reason.
+#   7. poll /healthz until frames flow (FACEDEPTH_HEALTH_TIMEOUT s, default 60), with the config's
+#      http.token when it has one (read by Python from the config, never put on a command line); on
+#      failure switch back to the previous release, restart it, keep <app>/previous pointing where it
+#      pointed before (so `make rollback` still works), and exit 1 with the reason.
 #
 # Paths: <app> = /opt/facedepth, <state> = /var/lib/facedepth. FACEDEPTH_ROOT=DIR makes them
 #   DIR/opt/facedepth and DIR/var/lib/facedepth (tests, or a non-root trial on a board).
@@ -31,6 +37,7 @@ STATE=${FACEDEPTH_ROOT:+$FACEDEPTH_ROOT}/var/lib/facedepth
 VENV=${FACEDEPTH_VENV:-$APP/venv}
 PY=$VENV/bin/python
 HEALTH_TIMEOUT=${FACEDEPTH_HEALTH_TIMEOUT:-60}
+ENV_FILE=${FACEDEPTH_ROOT:+$FACEDEPTH_ROOT}/etc/default/facedepth  # the unit's EnvironmentFile (secrets)
 ACTION=${1:---install}
 
 say() { echo "install[$VERSION]: $*" >&2; }
@@ -64,6 +71,20 @@ sys.exit(1 if bad else 0)
 EOF
 }
 
+verify_signature() {  # $1 = the release whose code and config decide (the running one, or this one)
+    if FACEDEPTH_RELEASE=$1 FACEDEPTH_STATE=$STATE PYTHONPATH=$1 "$PY" -m firmware_app.signing \
+        "$RELEASE/RELEASE.json" --config "$1/config.yaml" >/dev/null; then
+        say "signature verified with the keys of $(basename "$1")"
+        return 0
+    fi
+    die 2 "release $RELEASE refused: RELEASE.json is not signed by a key $(basename "$1")'s config trusts (sign with the operator's key: FACEDEPTH_SIGNING_KEY=... make deploy), nothing was switched"
+}
+
+running_release() {  # the current release, if it can check signatures itself
+    cur=$(readlink "$APP/current" 2>/dev/null || true)
+    if [ -n "$cur" ] && [ -f "$cur/firmware_app/signing.py" ] && [ -x "$PY" ]; then echo "$cur"; fi
+}
+
 setup_dirs() {
     if [ "$(id -u)" = 0 ] && [ -z "${FACEDEPTH_ROOT:-}" ]; then
         if ! id facedepth >/dev/null 2>&1; then
@@ -95,8 +116,12 @@ setup_venv() {
         set -- "$@" --no-index ${FACEDEPTH_PIP_FIND_LINKS:+--find-links "$FACEDEPTH_PIP_FIND_LINKS"}
     fi
     if ! "$PY" -m pip install "$@" -r "$RELEASE/requirements/device.txt"; then
-        say "ai-edge-litert not installable here; trying tflite-runtime"
-        sed 's/^ai-edge-litert.*/tflite-runtime/' "$RELEASE/requirements/device.txt" > "$VENV/req-fallback.txt"
+        say "ai-edge-litert not installable here; trying tflite-runtime (built for numpy 1.x)"
+        # tflite-runtime 2.14 needs numpy<2, and so an OpenCV wheel built for numpy 1.x (< 4.11)
+        sed -e 's/^ai-edge-litert.*/tflite-runtime/' -e 's/^numpy.*/numpy>=1.24,<2/' \
+            -e 's/^opencv-python-headless.*/opencv-python-headless>=4.8,<4.11/' \
+            "$RELEASE/requirements/device.txt" > "$VENV/req-fallback.txt"
+        grep -qi '^PyYAML' "$VENV/req-fallback.txt" || echo 'PyYAML>=6.0' >> "$VENV/req-fallback.txt"
         "$PY" -m pip install "$@" -r "$VENV/req-fallback.txt" || die 3 "pip install failed"
     fi
 }
@@ -107,12 +132,28 @@ http_port() {
 print(c.port if c.enabled else 0)' "$1/config.yaml"
 }
 
-healthy_once() {  # $1 = port
-    "$PY" -c 'import sys, urllib.request
+healthy_once() {  # $1 = release dir. The token is read from its config here, never passed as an argument
+    FACEDEPTH_RELEASE=$1 FACEDEPTH_STATE=$STATE PYTHONPATH=$1 "$PY" - "$1/config.yaml" "$ENV_FILE" <<'EOF'
+import os, sys, urllib.request
+try:  # ${NAME} in the config may come from the unit's EnvironmentFile (KEY=VALUE lines)
+    for line in open(sys.argv[2]):
+        k, sep, v = line.strip().partition("=")
+        if sep and not k.startswith("#"):
+            os.environ.setdefault(k.strip(), v.strip().strip("'\""))
+except OSError:
+    pass
 try:
-    sys.exit(0 if urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/healthz", timeout=2).status == 200 else 1)
+    from firmware_app.config import load_config
+    c = load_config(sys.argv[1]).http
+    host = "127.0.0.1" if c.host in ("0.0.0.0", "::", "", "localhost") else c.host
+    host = f"[{host}]" if ":" in host else host
+    req = urllib.request.Request(f"http://{host}:{c.port}/healthz")
+    if c.token:
+        req.add_header("Authorization", f"Bearer {c.token}")
+    sys.exit(0 if urllib.request.urlopen(req, timeout=2).status == 200 else 1)
 except Exception:
-    sys.exit(1)' "$1"
+    sys.exit(1)
+EOF
 }
 
 sup_pid() { cat "$STATE/facedepth.pid" 2>/dev/null || true; }
@@ -154,7 +195,7 @@ wait_healthy() {  # $1 = release dir; 0 when /healthz says frames flow
     [ "$port" != 0 ] || { say "http disabled in the config: no health check possible"; return 1; }
     end=$(( $(date +%s) + HEALTH_TIMEOUT ))
     while [ "$(date +%s)" -lt "$end" ]; do
-        if healthy_once "$port"; then return 0; fi
+        if healthy_once "$1"; then return 0; fi
         if ! use_systemd && ! sup_alive; then say "the daemon exited (see $STATE/daemon.log)"; return 1; fi
         sleep 1
     done
@@ -169,11 +210,19 @@ switch_to() {  # atomic: a new symlink renamed over the old one
 
 do_install() {
     verify_release
+    judge=$(running_release)
+    [ -z "$judge" ] || verify_signature "$judge"
     setup_dirs
     setup_venv
+    if [ -z "$judge" ]; then
+        say "first install (or from a release without signatures): trusting this release's own keys"
+        verify_signature "$RELEASE"
+    fi
     old=""
     [ -L "$APP/current" ] && old=$(readlink "$APP/current")
-    if [ "$old" = "$RELEASE" ] && { use_systemd || sup_alive; } && healthy_once "$(http_port "$RELEASE")"; then
+    older=""
+    [ -L "$APP/previous" ] && older=$(readlink "$APP/previous")
+    if [ "$old" = "$RELEASE" ] && { use_systemd || sup_alive; } && healthy_once "$RELEASE"; then
         say "unchanged: $VERSION is current and healthy"
         echo "unchanged $VERSION"
         return 0
@@ -192,7 +241,11 @@ do_install() {
     if [ -n "$old" ] && [ "$old" != "$RELEASE" ] && [ -d "$old" ]; then
         say "$reason; rolling back to $(basename "$old")"
         switch_to "$old"
-        rm -f "$APP/previous"
+        if [ -n "$older" ] && [ "$older" != "$RELEASE" ] && [ -d "$older" ]; then  # as before this install
+            ln -sfn "$older" "$APP/.previous.tmp" && mv -T "$APP/.previous.tmp" "$APP/previous"
+        else
+            rm -f "$APP/previous"
+        fi
         start_service
         wait_healthy "$old" || reason="$reason; the rolled-back $(basename "$old") is not healthy either"
         echo "rolled-back $(basename "$old")"
@@ -216,7 +269,7 @@ do_rollback() {
 do_status() {
     cur=$(readlink "$APP/current" 2>/dev/null || echo none)
     state=down
-    if [ "$cur" != none ] && healthy_once "$(http_port "$cur")"; then state=healthy; fi
+    if [ "$cur" != none ] && healthy_once "$cur"; then state=healthy; fi
     echo "current $(basename "$cur") $state"
 }
 

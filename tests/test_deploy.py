@@ -16,14 +16,16 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from convert.sign import keygen
 from deploy import deploy as dp
-from deploy.build_artifact import REPO, BuildError, build
-from tests.test_fw_fixtures import free_port, synthetic_frames, tiny_bundle
+from deploy.build_artifact import RELEASE_JSON, REPO, BuildError, build, file_hashes
+from tests.test_fw_fixtures import DEV_PUB, free_port, synthetic_frames, tiny_bundle
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 pytestmark = [
@@ -90,15 +92,30 @@ def device(tmp_path, sshd, monkeypatch):
             pass
 
 
-def _config(path: Path, http_port: int, source: Path, level: str = "INFO") -> Path:
+TOKEN = "s3cret-status-token"
+
+
+def _config(path: Path, http_port: int, source: Path, level: str = "INFO", keys=(DEV_PUB,),
+            token: str = "") -> Path:
     path.write_text(
         f"camera: {{type: replay, source: {source}, loop: true, fps: 5}}\n"
-        "depth: {bundle: '${FACEDEPTH_RELEASE:-/opt/facedepth/current}/bundle'}\n"
+        "depth: {bundle: '${FACEDEPTH_RELEASE:-/opt/facedepth/current}/bundle', "
+        f"trusted_keys: [{', '.join(keys)}]}}\n"
         "outbox: {dir: '${FACEDEPTH_STATE:-/var/lib/facedepth}/outbox', fsync: false}\n"
-        f"http: {{enabled: true, host: 127.0.0.1, port: {http_port}}}\n"
+        f"http: {{enabled: true, host: 127.0.0.1, port: {http_port}, token: '{token}'}}\n"
         f"logging: {{level: {level}}}\n"
     )
     return path
+
+
+def _forge(release: Path, dest: Path) -> Path:
+    """An attacker's release: a file changed and RELEASE.json's hashes rewritten to match, old signature."""
+    forged = shutil.copytree(release, dest)
+    (forged / "firmware_app" / "injected.py").write_text("print('pwned')\n")
+    doc = json.loads((forged / RELEASE_JSON).read_text())
+    doc["files"] = file_hashes(forged)
+    (forged / RELEASE_JSON).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    return forged
 
 
 def _deploy(sshd, *extra) -> tuple[int, str, float]:
@@ -111,9 +128,13 @@ def _deploy(sshd, *extra) -> tuple[int, str, float]:
     return r.returncode, r.stdout + r.stderr, time.monotonic() - t0
 
 
-def _healthz(port: int) -> int:
+def _healthz(port: int, token: str = TOKEN) -> int:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/healthz",
+                                 headers={"Authorization": f"Bearer {token}"})
     try:
-        return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status
+        return urllib.request.urlopen(req, timeout=2).status
+    except urllib.error.HTTPError as e:
+        return e.code
     except OSError:
         return 0
 
@@ -126,17 +147,17 @@ def _daemon(root: Path) -> tuple[int, Path]:
 def test_deploy_idempotent_refuse_rollback(tmp_path, sshd, device, monkeypatch):
     bundle, frames, port = tiny_bundle(), synthetic_frames(), free_port()
     out = tmp_path / "releases"
-    good = build(bundle, _config(tmp_path / "good.yaml", port, frames), out)
+    good = build(bundle, _config(tmp_path / "good.yaml", port, frames, token=TOKEN), out)
     app = device / "opt/facedepth"
 
-    # 1. a fresh device: installed, serving from the new release
+    # 1. a fresh device, a config with http.token: installed and stays (the health check sends the token)
     code, text, _ = _deploy(sshd, "deploy", "--release", str(good))
     assert code == 0, text
     assert "installed" in text
     assert (app / "current").resolve() == (app / "releases" / good.name).resolve()
     pid, cwd = _daemon(device)
     assert cwd == (app / "releases" / good.name).resolve()
-    assert _healthz(port) == 200
+    assert _healthz(port) == 200 and _healthz(port, "wrong") == 401
     assert (device / "var/lib/facedepth/outbox").is_dir()
 
     # 2. the same version again: nothing changes (same daemon, same link)
@@ -154,16 +175,44 @@ def test_deploy_idempotent_refuse_rollback(tmp_path, sshd, device, monkeypatch):
     assert (app / "current").resolve() == (app / "releases" / good.name).resolve()
     assert _daemon(device)[0] == pid and _healthz(port) == 200
 
+    # 3b. files and RELEASE.json rewritten together (hashes match): the signature does not, refused
+    forged = _forge(good, tmp_path / "forged" / f"{good.name}-x")
+    code, text, _ = _deploy(sshd, "deploy", "--release", str(forged))
+    assert code == 1 and "refused" in text and "not signed by a key" in text, text
+    # 3c. signed by another key, with a config that trusts it: the RUNNING release decides, refused
+    keygen(tmp_path / "attacker")
+    monkeypatch.setenv("FACEDEPTH_SIGNING_KEY", str(tmp_path / "attacker" / "signing.key"))
+    evil_keys = ((tmp_path / "attacker" / "signing.pub").read_text().strip(),)
+    evil = build(bundle, _config(tmp_path / "evil.yaml", port, frames, keys=evil_keys + (DEV_PUB,),
+                                 token=TOKEN), tmp_path / "evil")
+    monkeypatch.delenv("FACEDEPTH_SIGNING_KEY")
+    code, text, _ = _deploy(sshd, "deploy", "--release", str(evil))
+    assert code == 1 and "not signed by a key" in text, text
+    assert (app / "current").resolve() == (app / "releases" / good.name).resolve()
+    assert _daemon(device)[0] == pid and _healthz(port) == 200
+
+    # 3d. a second good release: installed, the first one becomes <app>/previous
+    good2 = build(bundle, _config(tmp_path / "good2.yaml", port, frames, level="DEBUG", token=TOKEN), out)
+    code, text, _ = _deploy(sshd, "deploy", "--release", str(good2))
+    assert code == 0 and "installed" in text, text
+    pid = _daemon(device)[0]
+
     # 4. a release whose daemon never gets frames: rolled back, the old release serves again
     empty = tmp_path / "no-frames"
     empty.mkdir()
     monkeypatch.setenv("FACEDEPTH_HEALTH_TIMEOUT", "10")
-    sick = build(bundle, _config(tmp_path / "sick.yaml", port, empty), out)
+    sick = build(bundle, _config(tmp_path / "sick.yaml", port, empty, token=TOKEN), out)
     code, text, _ = _deploy(sshd, "deploy", "--release", str(sick))
     assert code == 1 and "rolled-back" in text and "health check failed" in text, text
-    assert (app / "current").resolve() == (app / "releases" / good.name).resolve()
+    assert (app / "current").resolve() == (app / "releases" / good2.name).resolve()
     new_pid, cwd = _daemon(device)
-    assert new_pid != pid and cwd == (app / "releases" / good.name).resolve()
+    assert new_pid != pid and cwd == (app / "releases" / good2.name).resolve()
+    assert _healthz(port) == 200
+
+    # 5. `make rollback` after the automatic one: back to the release before good2
+    code, text, _ = _deploy(sshd, "rollback")
+    assert code == 0, text
+    assert (app / "current").resolve() == (app / "releases" / good.name).resolve()
     assert _healthz(port) == 200
 
     # status over ssh names the current release
