@@ -65,6 +65,10 @@ identities: setup  ## docs/identities.jpg: 64 random identities
 bench-synth: setup  ## generator frames/s with 2 workers and peak memory per worker
 	$(PY) -m train.synth bench --n 256 --workers 2
 
+.PHONY: bench-http
+bench-http: setup  ## status port under load: 1000 idle + 50 slowloris connections, 200 concurrent clients; answered, p95
+	$(PY) -m firmware_app.bench_http --clients 200 --idle 1000 --slow 50
+
 bench-peer: setup  ## int8 depth vs MediaPipe face mesh: 1-thread latency, relief MAE (BUNDLE=) → out/bench/peer.json
 	$(PY) -m convert.mediapipe_assets
 	$(PY) -m convert.peer --bundle $(BUNDLE) --dataset $(OUT)/synth

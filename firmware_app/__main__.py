@@ -117,14 +117,14 @@ def cmd_run(args) -> int:
     _setup_logging(cfg.logging.level, cfg.logging.file)
     daemon = _build_daemon(cfg, _bundle(cfg.depth.bundle, cfg.depth.trusted_keys))
     _install_signals(daemon)
+    for hook in daemon.dispatcher.hooks if daemon.dispatcher else ():
+        hook.attach(daemon)  # hooks that also report state (MQTT with Home Assistant discovery)
     server = None
     if cfg.http.enabled:
         from firmware_app.http_server import StatusServer
 
         try:
-            server = StatusServer(
-                daemon, cfg.http.host, cfg.http.port, cfg.http.token, preview=cfg.http.preview
-            ).start()
+            server = StatusServer.from_config(daemon, cfg.http).start()
         except OSError as e:
             log.error("status server on %s:%d not started: %s", cfg.http.host, cfg.http.port, e)
     try:

@@ -202,8 +202,16 @@ class HttpConfig:
     port: int = _f(8321, "TCP port (0 = any free port)", min=0, max=65535)
     token: str = _f("", "bearer token required when host is not loopback; use ${ENV}", secret=True)
     preview: bool = _f(
-        False, "serve /preview (live page) and /preview.jpg (frame | depth colour map | decision)"
+        False, "serve the live page /live (alias /preview), its images, and /preview.jpg (one JPEG panel)"
     )
+    refresh_ms: int = _f(500, "the live page polls this often (ms)", min=100, max=10000)
+    workers: int = _f(4, "threads answering requests (fixed; idle connections hold none)", min=1, max=64)
+    backlog: int = _f(128, "listen backlog: connections the kernel queues before the server accepts them",
+                      min=1, max=4096)
+    request_timeout_s: float = _f(5.0, "a client must send its request, and take the answer, within this",
+                                  min=0.1, max=300.0)
+    max_connections: int = _f(256, "connections waiting for their request; beyond, the oldest is closed",
+                              min=1, max=10000)
 
 
 @dataclass(frozen=True)

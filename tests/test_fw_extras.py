@@ -195,7 +195,7 @@ def test_preview_needs_token_and_serves_a_jpeg(frame_result):
             assert _get(base + path)[0] == 401
         assert _get(base + "/preview.jpg", {"Authorization": "Bearer wrong"})[0] == 401
         code, ctype, page = _get(base + "/preview?token=s3cret")
-        assert code == 200 and ctype.startswith("text/html") and b"/preview.jpg?token=s3cret" in page
+        assert code == 200 and ctype.startswith("text/html") and b"/live.json" in page  # the live page
         for url, headers in (
             (base + "/preview.jpg?token=s3cret", None),
             (base + "/preview.jpg", {"Authorization": "Bearer s3cret"}),

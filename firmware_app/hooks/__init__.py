@@ -26,6 +26,9 @@ class Hook:
     def deliver(self, event: dict) -> None:
         raise NotImplementedError
 
+    def attach(self, daemon) -> None:
+        """Called once the daemon is built, before it runs: a hook that also reports state starts here."""
+
     def close(self) -> None:
         pass
 
