@@ -11,25 +11,28 @@ cursor file is replaced atomically), so after a crash or kill -9 the last event 
 receivers de-duplicate by the event's `id` (a uuid4). A line torn by a crash (no trailing newline) was
 never visible to a hook and is cut off when the outbox is reopened. Segments every hook has passed are
 deleted. A failed delivery is retried with exponential backoff, for ever; other hooks are not held up.
+
+A full (or failing) disk is a state, not a crash: an append that cannot be written and fsync'd is cut
+back off the file and `Dispatcher.publish` returns False; that decision reaches no hook (fail closed:
+an event that cannot be persisted never opens the door), the events already held stay and are
+delivered, and `Dispatcher.degraded()` says why until an append succeeds again. A cursor that cannot be
+saved is kept in memory and saved when it can (worst case after a crash: a redelivery, same event id).
+A hook worker whose loop fails is restarted; a worker that is gone shows in `degraded()` too.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+
+from firmware_app.outbox import Cursor, Outbox  # noqa: F401 (Cursor, Outbox: re-exported)
 
 log = logging.getLogger(__name__)
 
 EVENT_SCHEMA = "facedepth-event/1"
-_SEGMENT = re.compile(r"events-(\d{8})\.jsonl$")
 
 
 def new_event(kind: str, **fields) -> dict:
@@ -43,163 +46,6 @@ def new_event(kind: str, **fields) -> dict:
         "unix_time": round(now, 3),
         **fields,
     }
-
-
-@dataclass(frozen=True, order=True)
-class Cursor:
-    segment: int
-    offset: int
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class Outbox:
-    """Append-only JSON-lines event log with per-hook cursors; thread-safe."""
-
-    def __init__(self, directory: Path | str, fsync: bool = True, segment_bytes: int = 1 << 20):
-        self.dir = Path(directory)
-        self.fsync, self.segment_bytes = fsync, segment_bytes
-        self.cursor_dir = self.dir / "cursors"
-        self.cursor_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self.appended = 0
-        segs = self.segments()
-        self._segment = segs[-1] if segs else 1
-        self._repair(self._path(self._segment))
-        self._file = open(self._path(self._segment), "ab")  # noqa: SIM115 (kept open for appends)
-        self._end = Cursor(self._segment, self._file.tell())
-        if not segs and fsync:
-            _fsync_dir(self.dir)
-
-    def _path(self, segment: int) -> Path:
-        return self.dir / f"events-{segment:08d}.jsonl"
-
-    def segments(self) -> list[int]:
-        return sorted(int(m.group(1)) for p in self.dir.iterdir() if (m := _SEGMENT.match(p.name)))
-
-    @staticmethod
-    def _repair(path: Path) -> None:
-        """Cut a torn last line (a crash during a write) so every line in the file is complete."""
-        if not path.is_file() or path.stat().st_size == 0:
-            return
-        data = path.read_bytes()
-        if data.endswith(b"\n"):
-            return
-        keep = data.rfind(b"\n") + 1
-        log.warning("%s: cutting a torn last line (%d bytes) left by a crash", path.name, len(data) - keep)
-        with open(path, "r+b") as f:
-            f.truncate(keep)
-            os.fsync(f.fileno())
-
-    def append(self, event: dict) -> None:
-        """Write one event durably; returns only after it is on disk (when fsync is on)."""
-        line = json.dumps(event, separators=(",", ":"), allow_nan=False).encode() + b"\n"
-        with self._lock:
-            if self._file.tell() > 0 and self._file.tell() + len(line) > self.segment_bytes:
-                self._rotate()
-            self._file.write(line)
-            self._file.flush()
-            if self.fsync:
-                os.fsync(self._file.fileno())
-            self.appended += 1
-            self._end = Cursor(self._segment, self._file.tell())
-            self._changed.notify_all()
-
-    def _rotate(self) -> None:
-        self._file.close()
-        self._segment += 1
-        self._file = open(self._path(self._segment), "ab")  # noqa: SIM115
-        if self.fsync:
-            _fsync_dir(self.dir)
-
-    def end(self) -> Cursor:
-        with self._lock:
-            return self._end
-
-    def wait(self, after: Cursor, timeout: float) -> None:
-        """Block until something is appended beyond `after` (or timeout)."""
-        with self._lock:
-            if self._end <= after:
-                self._changed.wait(timeout)
-
-    def read(self, cursor: Cursor, limit: int = 100) -> tuple[list[tuple[dict | None, Cursor]], Cursor]:
-        """Up to `limit` (event, cursor after it) from `cursor`, and the cursor where reading stopped.
-
-        An unparsable line gives (None, cursor after it). The returned cursor may be past the last
-        event when reading moved on to a newer segment.
-        """
-        out: list[tuple[dict | None, Cursor]] = []
-        end = self.end()
-        while len(out) < limit and cursor < end:
-            path = self._path(cursor.segment)
-            try:
-                with open(path, "rb") as f:
-                    f.seek(cursor.offset)
-                    for line in f:
-                        if not line.endswith(b"\n") or len(out) >= limit:
-                            break
-                        cursor = Cursor(cursor.segment, cursor.offset + len(line))
-                        try:
-                            out.append((json.loads(line), cursor))
-                        except ValueError:
-                            log.error("%s at byte %d: not a JSON event; skipped", path.name, cursor.offset)
-                            out.append((None, cursor))
-            except FileNotFoundError:
-                pass
-            if len(out) < limit and cursor.segment < end.segment:
-                cursor = Cursor(self._next_segment(cursor.segment, end.segment), 0)
-            else:
-                break
-        return out, cursor
-
-    def _next_segment(self, segment: int, last: int) -> int:
-        later = [s for s in self.segments() if s > segment]
-        return later[0] if later else last
-
-    # cursors -------------------------------------------------------------------------------------
-    def load_cursor(self, hook: str) -> Cursor:
-        path = self.cursor_dir / f"{hook}.json"
-        try:
-            d = json.loads(path.read_text())
-            return Cursor(int(d["segment"]), int(d["offset"]))
-        except FileNotFoundError:
-            segs = self.segments()
-            return Cursor(segs[0] if segs else 1, 0)  # a new hook gets everything still in the outbox
-        except (ValueError, KeyError, TypeError) as e:
-            log.error("%s: unreadable cursor (%s); redelivering from the oldest event", path, e)
-            segs = self.segments()
-            return Cursor(segs[0] if segs else 1, 0)
-
-    def save_cursor(self, hook: str, cursor: Cursor) -> None:
-        path = self.cursor_dir / f"{hook}.json"
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump({"segment": cursor.segment, "offset": cursor.offset}, f)
-            f.flush()
-            if self.fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-
-    def prune(self, hooks: list[str]) -> None:
-        """Delete segments that every hook has fully passed (never the one being written)."""
-        if not hooks:
-            return
-        oldest = min(self.load_cursor(h).segment for h in hooks)
-        for seg in self.segments():
-            if seg < oldest and seg < self._segment:
-                self._path(seg).unlink(missing_ok=True)
-                log.debug("outbox: deleted delivered segment %d", seg)
-
-    def close(self) -> None:
-        with self._lock:
-            self._file.close()
 
 
 class HookWorker(threading.Thread):
@@ -219,25 +65,55 @@ class HookWorker(threading.Thread):
         self.retry_s, self.retry_max_s = retry_s, retry_max_s
         self.on_pass = on_pass
         self.cursor = outbox.load_cursor(hook.name)
-        self.delivered = self.skipped = self.failures = 0
+        self.delivered = self.skipped = self.failures = self.restarts = 0
         self.last_error = ""
+        self.cursor_error = ""  # why the in-memory cursor is not on disk yet ('' = it is)
 
     def run(self) -> None:
+        """The delivery loop, restarted after any failure of its own (the cursor in memory is kept)."""
+        while not self.stop.is_set():
+            try:
+                self._loop()
+            except Exception as e:  # a bug or the disk: this worker must not die silently
+                self.restarts += 1
+                self.last_error = f"{type(e).__name__}: {e}"
+                delay = min(self.retry_s * 2 ** min(self.restarts, 16), self.retry_max_s)
+                log.exception("hook %s: delivery loop failed; restart %d in %.1f s", self.hook.name,
+                              self.restarts, delay)
+                self.stop.wait(delay)
+
+    def _loop(self) -> None:
         while not self.stop.is_set():
             batch, position = self.outbox.read(self.cursor)
             for event, cursor in batch:
                 if not self._deliver(event):
                     return  # stopping: the cursor stays before this event
                 self.cursor = cursor
-                self.outbox.save_cursor(self.hook.name, cursor)
+                self._save_cursor()
             if position != self.cursor:  # moved on to a newer segment
                 self.cursor = position
-                self.outbox.save_cursor(self.hook.name, position)
+                self._save_cursor()
             if not batch:
                 self.outbox.wait(self.cursor, 0.5)
+                if self.cursor_error:
+                    self._save_cursor()  # retried while idle, so it lands as soon as there is space
                 continue
             if self.on_pass:
                 self.on_pass()
+
+    def _save_cursor(self) -> None:
+        try:
+            self.outbox.save_cursor(self.hook.name, self.cursor)
+        except OSError as e:
+            if not self.cursor_error:
+                log.error("hook %s: cannot save its delivery cursor (%s); delivery goes on, the cursor is "
+                          "saved when the disk allows (a restart before then redelivers, same event ids)",
+                          self.hook.name, e.strerror or e)
+            self.cursor_error = e.strerror or str(e)
+            return
+        if self.cursor_error:
+            log.info("hook %s: delivery cursor saved again", self.hook.name)
+            self.cursor_error = ""
 
     def _deliver(self, event: dict | None) -> bool:
         if event is None or not self.hook.wants(event):
@@ -285,6 +161,9 @@ class HookWorker(threading.Thread):
             "failures": self.failures,
             "pending": self.pending(),
             "last_error": self.last_error,
+            "running": self.is_alive(),
+            "restarts": self.restarts,
+            "cursor_error": self.cursor_error,
         }
 
 
@@ -295,16 +174,57 @@ class Dispatcher:
         self.outbox, self.hooks = outbox, hooks
         self.stop = threading.Event()
         self._last_prune = 0.0
+        self.started = False
+        self.dropped = 0  # decisions that could not be persisted (so were never delivered)
+        self.append_error = ""  # why the last append failed; '' once one succeeds again
+        self._failing_since: float | None = None
         self.workers = [
             HookWorker(h, outbox, self.stop, retry_s, retry_max_s, self._maybe_prune) for h in hooks
         ]
 
     def start(self) -> None:
+        self.started = True
         for w in self.workers:
             w.start()
 
-    def publish(self, event: dict) -> None:
-        self.outbox.append(event)
+    def publish(self, event: dict) -> bool:
+        """Persist the event for the hooks; False (logged, counted) when it cannot be: then no hook sees
+        it, whatever it says (fail closed), and the daemon goes on. Each publish retries the disk."""
+        try:
+            self.outbox.append(event)
+        except (OSError, ValueError) as e:  # ValueError: not strict JSON (NaN) — refused, never half-written
+            self.dropped += 1
+            self.append_error = getattr(e, "strerror", None) or str(e)
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
+                log.error("outbox %s: cannot persist events (%s; %s bytes free): decisions are NOT delivered "
+                          "(the door stays shut) until it can; the events it holds are kept and delivered",
+                          self.outbox.dir, self.append_error, self.outbox.free_bytes())
+            log.error("%s %s (event %s) not persisted, not delivered: %s", event.get("type", "event"),
+                      event.get("decision", ""), event.get("id"), self.append_error)
+            return False
+        if self._failing_since is not None:
+            log.warning("outbox %s: persisting again after %.1f s; %d event(s) were dropped meanwhile",
+                        self.outbox.dir, time.monotonic() - self._failing_since, self.dropped)
+            self._failing_since, self.append_error = None, ""
+        return True
+
+    def degraded(self) -> str:
+        """'' when events persist and every hook worker runs; else why not, for /healthz and /status."""
+        why = []
+        if self.append_error:
+            why.append(f"outbox cannot persist events ({self.append_error}; {self.dropped} dropped): "
+                       "decisions are not delivered")
+        for w in self.workers:
+            if self.started and not w.is_alive() and not self.stop.is_set():
+                why.append(f"hook {w.hook.name}: delivery worker stopped ({w.last_error or 'no reason'})")
+            elif w.cursor_error:
+                why.append(f"hook {w.hook.name}: delivery cursor not saved ({w.cursor_error})")
+        return "; ".join(why)
+
+    def outbox_status(self) -> dict:
+        return {"dir": str(self.outbox.dir), "degraded": self.degraded(), "dropped": self.dropped,
+                "appended": self.outbox.appended, "free_bytes": self.outbox.free_bytes()}
 
     def _maybe_prune(self) -> None:
         if time.monotonic() - self._last_prune > 5.0:
@@ -324,7 +244,8 @@ class Dispatcher:
         self.stop.set()
         deadline = time.monotonic() + timeout
         for w in self.workers:
-            w.join(max(0.0, deadline - time.monotonic()))
+            if w.ident is not None:  # started
+                w.join(max(0.0, deadline - time.monotonic()))
         for h in self.hooks:
             try:
                 h.close()

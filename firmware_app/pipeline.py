@@ -352,6 +352,8 @@ class Daemon:
             "decisions": dict(self.decisions),
             "last_decision": self.last_decision,
             "hooks": self.dispatcher.status() if self.dispatcher else {},
+            "outbox": self.dispatcher.outbox_status() if self.dispatcher else {},
+            "degraded": self.dispatcher.degraded() if self.dispatcher else "",  # '' = all well
             "stages": self.profiler.summary()["stages"],
             "rss_mb": env.rss_mb(),
             "soc_temperature_c": env.soc_temperature_c(),
@@ -363,4 +365,6 @@ class Daemon:
         return preview_jpeg(result, self.threshold_mm) if result is not None else None
 
     def healthy(self, max_frame_age_s: float = 10.0) -> bool:
+        if self.dispatcher and self.dispatcher.degraded():  # events cannot be persisted or delivered
+            return False
         return bool(self.last_frame_t) and time.monotonic() - self.last_frame_t < max_frame_age_s
