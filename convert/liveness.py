@@ -1,50 +1,83 @@
-"""Liveness threshold: the device's plane-removed relief score, thresholded at a target BPCER on validation.
+"""Liveness calibration: the device's per-frame evidence, fitted on the validation split into one LLR.
 
-Score of one crop: exactly what the device computes (`firmware_app.liveness.relief_score`, imported so
-device and threshold cannot disagree): over the grid cells whose face probability exceeds 0.5, subtract
-the least-squares plane from the predicted relief and take the spread of the rest (the device's
-percentiles, 1st to 99th), in mm. A flat or tilted photo/screen scores a few mm, a real face tens of mm.
-With fewer than `MIN_FACE_CELLS` (the device's default) face cells the device gives no score: such a
-sample is "unscored" (NaN here).
+Each validation crop's int8 outputs (relief, face probability and, for v2 models, the liveness logit:
+a `DepthResult`) give the device's features (`firmware_app.evidence.frame_features`, imported so device
+and calibration cannot disagree; face mask at 0.5, ≥ MIN_FACE_CELLS cells, else "unscored"). A logistic
+regression over the standardised features (L2 = RIDGE, both classes weighted equally, so its log-odds
+are a prior-free log-likelihood ratio) is fitted with scipy; the device evaluates it with
+`EvidenceModel.llr`. The live logit is a feature only when every scored sample has one (a v2 model).
 
-Decision: live iff score >= threshold_mm. The threshold is the `bpcer_target` quantile (1%) of the scored
-bona fide validation samples. Reported rates (ISO/IEC 30107-3 style) count an unscored bona fide sample
-as rejected (it does not get in) and an unscored attack as not accepted:
-BPCER = bona fide rejected / bona fide, APCER = attacks accepted / attacks, on validation and test.
+Refused (ValueError, a clear line) with fewer than MIN_ATTACKS scored attacks or MIN_BONA_FIDE scored
+bona fide samples in validation: a logistic fit on fewer says little, and the bound the device uses
+(APCER ≤ 1 %) would rest on nothing.
+
+Reported (ISO/IEC 30107-3 style, per frame): the frame-LLR threshold at `bpcer_target` (1 %) of the
+scored bona fide validation samples, and BPCER / APCER (overall and per attack type) at it on
+validation and test. An unscored bona fide sample counts as rejected, an unscored attack as not
+accepted. The door's decision is per track (firmware_app/liveness.py); these are frame figures.
+Also kept: the v1 score (`liveness_score`, the plane-removed relief range) and its threshold at
+`bpcer_target`, `threshold_mm`, which the device shows beside each frame.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.optimize import minimize
 
+from firmware_app.depth import DepthResult
+from firmware_app.evidence import SHAPE_FEATURES, EvidenceModel, Features, frame_features
 from firmware_app.liveness import HIGH_PCT, LOW_PCT, SCORE_NAME, relief_score
 
 MASK_PROB = 0.5  # the device's default liveness.face_prob
 MIN_FACE_CELLS = 200  # the device's default liveness.min_face_cells
 BPCER_TARGET = 0.01
 BONA_FIDE = "bona_fide"
+MIN_ATTACKS = 50
+MIN_BONA_FIDE = 50
+RIDGE = 1e-3
 
 
 def liveness_score(relief: np.ndarray, face_prob: np.ndarray) -> float:
-    """The device's score for one (80, 80) relief map and face probability map; NaN if unscored."""
+    """The v1 score (plane-removed relief range, mm) of one (80, 80) relief map; NaN if unscored."""
     mask = face_prob > MASK_PROB
     if int(mask.sum()) < MIN_FACE_CELLS:
         return float("nan")
     return relief_score(relief, mask)[0]
 
 
+def features_of(results: Sequence[DepthResult]) -> list[Features | None]:
+    return [frame_features(r.relief_mm, r.face_prob, r.live_logit, MASK_PROB, MIN_FACE_CELLS)
+            for r in results]
+
+
+@dataclass(frozen=True)
+class SplitRates:
+    bpcer: float
+    apcer: float  # NaN without attacks
+    apcer_by_type: dict
+    counts: tuple[int, int, int]  # (bona fide, attack, unscored)
+
+
 @dataclass(frozen=True)
 class LivenessCalibration:
-    threshold_mm: float
+    model: EvidenceModel
+    llr_threshold: float  # frame LLR at bpcer_target of the scored bona fide validation samples
+    threshold_mm: float  # the v1 score's threshold at bpcer_target (display; v1 fallback)
     bpcer_target: float
-    val_bpcer: float
-    val_apcer: float  # NaN if the split has no attacks
-    test_bpcer: float
-    test_apcer: float
-    n_val: tuple[int, int, int]  # (bona fide, attack, unscored)
-    n_test: tuple[int, int, int]
+    val: SplitRates
+    test: SplitRates
+    notes: tuple[str, ...] = field(default=())
+
+    # the names the convert CLI and older callers read
+    val_bpcer = property(lambda self: self.val.bpcer)
+    val_apcer = property(lambda self: self.val.apcer)
+    test_bpcer = property(lambda self: self.test.bpcer)
+    test_apcer = property(lambda self: self.test.apcer)
+    n_val = property(lambda self: self.val.counts)
+    n_test = property(lambda self: self.test.counts)
 
     def to_manifest(self) -> dict:
         def num(v):
@@ -54,31 +87,109 @@ class LivenessCalibration:
             return {"bona_fide": n[0], "attack": n[1], "unscored": n[2]}
 
         return {"score": SCORE_NAME, "face_prob": MASK_PROB, "min_face_cells": MIN_FACE_CELLS,
-                "percentiles": [LOW_PCT, HIGH_PCT], "decision": "live if score >= threshold_mm",
-                "threshold_mm": round(self.threshold_mm, 4), "bpcer_target": self.bpcer_target,
-                "val_bpcer": num(self.val_bpcer), "val_apcer": num(self.val_apcer),
-                "test_bpcer": num(self.test_bpcer), "test_apcer": num(self.test_apcer),
-                "n_val": counts(self.n_val), "n_test": counts(self.n_test)}
+                "percentiles": [LOW_PCT, HIGH_PCT],
+                "decision": "per track: sequential test over clipped frame LLRs + motion "
+                            "(firmware_app/liveness.py)",
+                "evidence": self.model.to_manifest(),
+                "threshold_mm": round(self.threshold_mm, 4),
+                "frame_llr_threshold": round(self.llr_threshold, 4),
+                "bpcer_target": self.bpcer_target,
+                "val_bpcer": num(self.val.bpcer), "val_apcer": num(self.val.apcer),
+                "test_bpcer": num(self.test.bpcer), "test_apcer": num(self.test.apcer),
+                "test_apcer_by_type": {k: num(v) for k, v in self.test.apcer_by_type.items()},
+                "n_val": counts(self.val.counts), "n_test": counts(self.test.counts),
+                "notes": list(self.notes)}
 
 
-def _rates(scores: np.ndarray, labels: list[str], threshold: float):
-    bona = np.array([lab == BONA_FIDE for lab in labels], bool)
-    live = np.nan_to_num(scores, nan=-np.inf) >= threshold  # unscored: never live
+def _matrix(feats: Sequence[Features | None], names: Sequence[str]) -> np.ndarray:
+    """(n, len(names)); NaN rows for unscored samples."""
+    x = np.full((len(feats), len(names)), np.nan)
+    for i, f in enumerate(feats):
+        if f is not None:
+            x[i] = [f.values.get(n, np.nan) for n in names]
+    return x
+
+
+def fit_logistic(x: np.ndarray, bona: np.ndarray, ridge: float = RIDGE) -> tuple[np.ndarray, float]:
+    """Class-balanced L2 logistic regression on standardised x: (coef, intercept), log-odds + = bona fide."""
+    y = np.where(bona, 1.0, -1.0)
+    w = np.where(bona, 0.5 / bona.sum(), 0.5 / (~bona).sum())
+    xb = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+
+    def loss(theta):
+        m = y * (xb @ theta)
+        p = np.exp(-np.logaddexp(0.0, m))  # sigmoid(-m)
+        reg = 0.5 * ridge * float(theta[:-1] @ theta[:-1])
+        grad = -(xb.T @ (w * y * p))
+        grad[:-1] += ridge * theta[:-1]
+        return float(w @ np.logaddexp(0.0, -m)) + reg, grad
+
+    r = minimize(loss, np.zeros(xb.shape[1]), jac=True, method="L-BFGS-B")
+    if not np.all(np.isfinite(r.x)):
+        raise ValueError(f"the liveness logistic fit did not converge ({r.message})")
+    return r.x[:-1], float(r.x[-1])
+
+
+def fit_evidence(feats: Sequence[Features | None], labels: Sequence[str]) -> EvidenceModel:
+    scored = np.array([f is not None for f in feats])
+    bona = np.array([lab == BONA_FIDE for lab in labels])
+    n_bona, n_attack = int((scored & bona).sum()), int((scored & ~bona).sum())
+    if n_attack < max(MIN_ATTACKS, 1) or n_bona < max(MIN_BONA_FIDE, 1):
+        raise ValueError(
+            f"too few scored validation samples to calibrate liveness: {n_attack} attacks and {n_bona} bona "
+            f"fide (need ≥ {MIN_ATTACKS} and ≥ {MIN_BONA_FIDE}, each with ≥ {MIN_FACE_CELLS} predicted face "
+            "cells); generate a larger dataset (more attacks in its val split)")
+    has_logit = all("live_logit" in f.values for f in feats if f is not None)
+    names = (*SHAPE_FEATURES, "live_logit") if has_logit else SHAPE_FEATURES
+    x = _matrix(feats, names)[scored]
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std = np.where(std > 1e-6, std, 1.0)
+    coef, intercept = fit_logistic((x - mean) / std, bona[scored])
+    return EvidenceModel(tuple(names), tuple(map(float, mean)), tuple(map(float, std)),
+                         tuple(map(float, coef)), intercept, "calibrated",
+                         {"split": "val", "bona_fide": n_bona, "attack": n_attack,
+                          "unscored": int((~scored).sum()), "method": "logistic regression, classes balanced",
+                          "ridge": RIDGE})
+
+
+def _rates(llr: np.ndarray, labels: Sequence[str], threshold: float) -> SplitRates:
+    labels = np.asarray(labels)
+    bona = labels == BONA_FIDE
+    live = np.nan_to_num(llr, nan=-np.inf) >= threshold  # unscored: never live
     bpcer = float((~live[bona]).mean()) if bona.any() else float("nan")
     apcer = float(live[~bona].mean()) if (~bona).any() else float("nan")
-    return bpcer, apcer, (int(bona.sum()), int((~bona).sum()), int(np.isnan(scores).sum()))
+    by_type = {t: float(live[labels == t].mean()) for t in sorted(set(labels[~bona]))}
+    return SplitRates(bpcer, apcer, by_type, (int(bona.sum()), int((~bona).sum()), int(np.isnan(llr).sum())))
 
 
-def calibrate(val_scores, val_labels: list[str], test_scores, test_labels: list[str],
-              bpcer_target: float = BPCER_TARGET) -> LivenessCalibration:
-    val_scores, test_scores = np.asarray(val_scores, np.float64), np.asarray(test_scores, np.float64)
-    bona = val_scores[[lab == BONA_FIDE for lab in val_labels]]
+def _llrs(model: EvidenceModel, feats: Sequence[Features | None]) -> np.ndarray:
+    return np.array([model.llr(f) if f is not None else np.nan for f in feats], np.float64)
+
+
+def _quantile(scores: np.ndarray, labels: Sequence[str], q: float, what: str) -> float:
+    bona = scores[[lab == BONA_FIDE for lab in labels]]
     bona = bona[np.isfinite(bona)]
     if bona.size == 0:
-        raise ValueError("no scored bona fide validation sample to calibrate the liveness threshold on "
+        raise ValueError(f"no scored bona fide validation sample to set the {what} on "
                          f"(each needs ≥ {MIN_FACE_CELLS} predicted face cells)")
-    # "lower": an observed score, so at most bpcer_target of the scored bona fide scores lie below it
-    threshold = float(np.quantile(bona, bpcer_target, method="lower"))
-    vb, va, nv = _rates(val_scores, val_labels, threshold)
-    tb, ta, nt = _rates(test_scores, test_labels, threshold)
-    return LivenessCalibration(threshold, bpcer_target, vb, va, tb, ta, nv, nt)
+    # "lower": an observed score, so at most q of the scored bona fide scores lie below it
+    return float(np.quantile(bona, q, method="lower"))
+
+
+def calibrate(val: Sequence[DepthResult], val_labels: Sequence[str], test: Sequence[DepthResult],
+              test_labels: Sequence[str], bpcer_target: float = BPCER_TARGET) -> LivenessCalibration:
+    """Fit the evidence model on `val` (the int8 model's outputs per sample) and report val and test."""
+    val_f, test_f = features_of(val), features_of(test)
+    model = fit_evidence(val_f, val_labels)
+    val_llr, test_llr = _llrs(model, val_f), _llrs(model, test_f)
+    threshold = _quantile(val_llr, val_labels, bpcer_target, "frame LLR threshold")
+    v1 = np.array([f.plane_range_mm if f is not None else np.nan for f in val_f])
+    threshold_mm = _quantile(v1, val_labels, bpcer_target, "relief threshold")
+    notes = []
+    n_attack = model.calibration["attack"]
+    if n_attack < 1 / bpcer_target * 30:
+        notes.append(f"{n_attack} validation attacks: a frame APCER near {bpcer_target:.0%} is not resolved "
+                     f"(≥ {int(30 / bpcer_target)} needed); the per-track bound carries the door's guarantee")
+    return LivenessCalibration(model, threshold, threshold_mm, bpcer_target,
+                               _rates(val_llr, val_labels, threshold),
+                               _rates(test_llr, test_labels, threshold), tuple(notes))

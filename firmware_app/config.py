@@ -18,6 +18,7 @@ replaced when the file is loaded. `describe()` lists every field with its defaul
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import typing
@@ -101,22 +102,34 @@ class DepthConfig:
 class LivenessConfig:
     threshold_mm: float = _f(
         0.0,
-        "live when the plane-removed relief range exceeds this; 0 = the bundle's liveness.threshold_mm",
+        "plane-removed relief range (mm) shown beside each frame, and the centre of the evidence of a "
+        "bundle without a calibrated liveness.evidence model; 0 = the bundle's liveness.threshold_mm",
         min=0.0,
     )
     face_prob: float = _f(0.5, "grid cells with face probability above this form the face mask", min=0.0,
                           max=1.0)
     min_face_cells: int = _f(200, "fewer face cells (of 80×80) = no score for this frame", min=3,
                              max=6400)
-    vote_k: int = _f(3, "a track is decided when K of its last N scored frames agree", min=1)
-    vote_n: int = _f(5, "window of the K-of-N vote", min=1)
+    apcer_target: float = _f(
+        0.01, "live only when a track's evidence reaches ln(1 / apcer_target)", min=1e-9, max=0.49
+    )
+    bpcer_target: float = _f(0.01, "spoof when a track's evidence falls to ln(bpcer_target)", min=1e-9,
+                             max=0.49)
+    frame_llr_max: float = _f(
+        1.5, "one frame adds at most ± this much evidence (with the motion cap, below the live bound)",
+        min=0.01,
+    )
+    min_frames: int = _f(3, "scored frames a track needs before it can be decided live", min=2)
+    min_mean_llr: float = _f(0.5, "live also needs the track's mean frame evidence to reach this", min=0.0)
+    timeout_s: float = _f(3.0, "undecided (door stays shut) when a track is not decided within this", min=0.1)
+    motion: bool = _f(True, "use the motion cue (a flat medium moves as a plane) along each track")
     save_depth_dir: str = _f("", "write each decision's depth colour map here (PNG); '' = off")
 
 
 # Fields every hook shares, defined once so they cannot drift apart between hook types: type and name come
 # first (the _Hook base); timeout_s (all but gpio) and `only` come last, where a base class cannot put them
 # (a dataclass appends a subclass's own fields after its base's), so they share a helper and a doc instead.
-_ONLY_DOC = "deliver only these decisions (live, spoof); empty = all"
+_ONLY_DOC = "deliver only these decisions (live, spoof, undecided); empty = all"
 
 
 def _hook_type(kind: str):
@@ -276,17 +289,24 @@ def _check_hook(hook, node, key: str, ctx: Ctx) -> None:
         raise ctx.error(node, f"{key}.argv", "a command hook needs argv: [program, args...]")
     if isinstance(hook, HttpHookConfig) and not re.match(r"https?://", hook.url):
         raise ctx.error(node, f"{key}.url", f"{hook.url!r} is not an http:// or https:// URL")
-    bad = set(getattr(hook, "only", ())) - {"live", "spoof"}
+    bad = set(getattr(hook, "only", ())) - {"live", "spoof", "undecided"}
     if bad:
-        raise ctx.error(node, f"{key}.only", f"{sorted(bad)}: decisions are live and spoof")
+        raise ctx.error(node, f"{key}.only", f"{sorted(bad)}: decisions are live, spoof and undecided")
+
+
+def _check_liveness(lv: LivenessConfig, root, ctx: Ctx) -> None:
+    from firmware_app.liveness import MOTION_TOTAL_MAX
+
+    bound = math.log(1 / lv.apcer_target)
+    if lv.frame_llr_max + MOTION_TOTAL_MAX >= bound:
+        raise ctx.error(root, "liveness.frame_llr_max",
+                        f"{lv.frame_llr_max} + the motion cap {MOTION_TOTAL_MAX} reaches the live bound "
+                        f"{bound:.2f} (ln 1/apcer_target): one frame could decide live; lower it")
 
 
 def _check(cfg: Config, root, ctx: Ctx) -> None:
     """Rules across fields, checked after the whole file is read."""
-    if cfg.liveness.vote_k > cfg.liveness.vote_n:
-        raise ctx.error(
-            root, "liveness.vote_k", f"{cfg.liveness.vote_k} is more than vote_n {cfg.liveness.vote_n}"
-        )
+    _check_liveness(cfg.liveness, root, ctx)
     if cfg.camera.type == "replay" and not cfg.camera.source:
         raise ctx.error(root, "camera.source", "a replay camera needs a video file or image folder")
     for key in cfg.depth.trusted_keys:

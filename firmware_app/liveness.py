@@ -1,50 +1,43 @@
-"""Liveness: a relief score per frame and a K-of-N vote per face track.
+"""Liveness: per-frame evidence and motion evidence, accumulated per face track into one decision.
 
-Score (`relief_score`): over the grid cells whose face probability exceeds `face_prob`, fit the plane
-z = a·x + b·y + c to the predicted relief by least squares, subtract it, and take the spread of what
-is left, as the 99th minus the 1st percentile (mm). A real face keeps its nose-to-cheek relief
-(tens of mm); a photo or screen, tilted or not, is close to a plane and scores a few mm. This is the
-manifest's `liveness.score: plane_removed_relief_range_mm`; calibration code should import this
-function so device and threshold agree.
+Frame (`FrameScorer`): the depth map's features (firmware_app/evidence.py) → the bundle's calibrated
+log-likelihood ratio (+ = bona fide). Also kept for people and panels: the plane-removed relief range
+(`relief_score`, the v1 score) and whether this frame alone leans live (LLR > 0).
 
-Vote (`TrackVote`): a track's last N scored frames; the track is "live" when at least K of them
-reached the threshold and "spoof" when at least K did not. A decision is reported when a track's
-verdict changes (first decision included), so one person at the door gives one event.
+Track (`TrackEvidence`): a sequential probability ratio test (Wald). Each frame adds its LLR clipped to
+±frame_llr_max; the motion cue (firmware_app/motion.py) adds its own, itself capped. The track is
+
+  live       when the sum reaches ln(1 / apcer_target) (Wald's bound for that attack acceptance), after
+             at least min_frames scored frames, and the frames' mean clipped LLR is at least
+             min_mean_llr: consecutive frames of one scene are not independent, so an attack that only
+             leans a little live on every frame must not get in by patience alone;
+  spoof      when the sum falls to ln(bpcer_target);
+  undecided  when neither happened within timeout_s of the track's first frame (the door stays shut;
+             the event says why).
+
+Config validation keeps frame_llr_max + the motion cap below the live bound, so one frame can never
+decide live. Once decided, a track keeps its verdict until it ends; each decision is reported once.
+Frames with too little face count as unscored and add nothing (fail closed: they never help).
 """
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from firmware_app.depth import DepthResult
+from firmware_app.evidence import EvidenceModel, Features, frame_features
+from firmware_app.motion import MotionEstimate
 from firmware_app.preprocess import GRID_SIZE
 
-LIVE, SPOOF = "live", "spoof"
+LIVE, SPOOF, UNDECIDED = "live", "spoof", "undecided"
 SCORE_NAME = "plane_removed_relief_range_mm"
 LOW_PCT, HIGH_PCT = 1.0, 99.0
+MOTION_TOTAL_MAX = 1.0  # the motion cue's positive sum over a track: it can close the door, not open it
 
 _V, _U = np.mgrid[0:GRID_SIZE, 0:GRID_SIZE].astype(np.float32) / GRID_SIZE
-
-
-@dataclass(frozen=True)
-class Score:
-    score_mm: float  # plane-removed relief range
-    relief_range_mm: float  # raw relief range over the face (before removing the plane)
-    face_cells: int
-    live: bool
-
-
-@dataclass(frozen=True)
-class Decision:
-    track_id: int
-    decision: str  # LIVE or SPOOF
-    votes_live: int
-    votes: int  # scored frames in the window (≤ N)
-    score_mm: float  # this frame's score
-    mean_score_mm: float  # over the window
 
 
 def relief_score(relief_mm: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
@@ -57,52 +50,143 @@ def relief_score(relief_mm: np.ndarray, mask: np.ndarray) -> tuple[float, float]
     return float(hi - lo), float(raw_hi - raw_lo)
 
 
-class LivenessScorer:
-    def __init__(self, threshold_mm: float, face_prob: float = 0.5, min_face_cells: int = 200):
-        self.threshold_mm, self.face_prob, self.min_face_cells = threshold_mm, face_prob, min_face_cells
+@dataclass(frozen=True)
+class Score:
+    score_mm: float  # plane-removed relief range
+    relief_range_mm: float  # raw relief range over the face (before removing the plane)
+    face_cells: int
+    live: bool  # this frame alone leans live (llr > 0); never a decision
+    llr: float = 0.0  # calibrated frame LLR, before clipping
+    contributions: dict = field(default_factory=dict)  # per feature (+ "bias"), summing to llr
+
+
+class FrameScorer:
+    def __init__(self, model: EvidenceModel, threshold_mm: float, face_prob: float = 0.5,
+                 min_face_cells: int = 200):
+        self.model, self.threshold_mm = model, threshold_mm  # threshold_mm: the v1 score's, for display
+        self.face_prob, self.min_face_cells = face_prob, min_face_cells
+
+    def features(self, depth: DepthResult) -> Features | None:
+        return frame_features(depth.relief_mm, depth.face_prob, depth.live_logit, self.face_prob,
+                              self.min_face_cells)
 
     def score(self, depth: DepthResult) -> Score | None:
         """None when the network sees too little face to judge."""
-        mask = depth.face_prob > self.face_prob
-        cells = int(mask.sum())
-        if cells < self.min_face_cells:
+        f = self.features(depth)
+        if f is None:
             return None
-        score, raw = relief_score(depth.relief_mm, mask)
-        return Score(score, raw, cells, score >= self.threshold_mm)
+        parts = self.model.contributions(f)
+        llr = float(sum(parts.values()))
+        return Score(f.plane_range_mm, f.relief_range_mm, f.face_cells, llr > 0, llr, parts)
 
 
-class TrackVote:
-    """K-of-N vote of one track; `add` returns a Decision when the verdict changes."""
+@dataclass(frozen=True)
+class DecisionParams:
+    apcer_target: float = 0.01
+    bpcer_target: float = 0.01
+    frame_llr_max: float = 1.5
+    min_frames: int = 3
+    min_mean_llr: float = 0.5
+    timeout_s: float = 3.0
 
-    def __init__(self, track_id: int, k: int, n: int):
-        self.track_id, self.k = track_id, k
-        self._window: deque[tuple[bool, float]] = deque(maxlen=n)
+    @property
+    def live_bound(self) -> float:
+        return math.log(1.0 / self.apcer_target)
+
+    @property
+    def spoof_bound(self) -> float:
+        return math.log(self.bpcer_target)
+
+
+@dataclass(frozen=True)
+class Decision:
+    track_id: int
+    decision: str  # LIVE, SPOOF or UNDECIDED
+    reason: str
+    llr: float  # the track's accumulated evidence at the decision
+    live_bound: float
+    spoof_bound: float
+    frames: int  # scored frames used
+    unscored: int  # frames of the track with too little face
+    motion_pairs: int  # frame pairs the motion cue judged
+    elapsed_s: float  # from the track's first frame
+    contributions: dict  # cue → summed (clipped) LLR: each frame feature, "bias", "motion"
+    score_mm: float  # this frame's plane-removed relief range (NaN if unscored)
+    mean_frame_llr: float
+
+
+class TrackEvidence:
+    """One track's sequential test; `add` returns a Decision the first time the track is decided."""
+
+    def __init__(self, track_id: int, params: DecisionParams, t0: float):
+        self.track_id, self.p, self.t0 = track_id, params, t0
+        self.frame_sum = self.motion_pos = self.motion_neg = 0.0
+        self.frames = self.unscored = self.motion_pairs = 0
+        self.parts: dict[str, float] = {}
         self.verdict: str | None = None
 
-    def add(self, score: Score) -> Decision | None:
-        self._window.append((score.live, score.score_mm))
-        live = sum(v for v, _ in self._window)
-        spoof = len(self._window) - live
-        verdict = LIVE if live >= self.k else SPOOF if spoof >= self.k else None
-        if verdict is None or verdict == self.verdict:
+    @property
+    def llr(self) -> float:
+        return self.frame_sum + min(self.motion_pos, MOTION_TOTAL_MAX) + self.motion_neg
+
+    def add(self, t: float, score: Score | None, motion: MotionEstimate | None = None) -> Decision | None:
+        if self.verdict is not None:
+            return None  # decided: no frame flips a track
+        if score is None:
+            self.unscored += 1
+        else:
+            clipped = float(np.clip(score.llr, -self.p.frame_llr_max, self.p.frame_llr_max))
+            k = clipped / score.llr if score.llr else 0.0
+            for name, v in score.contributions.items():
+                self.parts[name] = self.parts.get(name, 0.0) + k * v
+            self.frame_sum += clipped
+            self.frames += 1
+        if motion is not None and motion.llr is not None:
+            self.motion_pairs += 1
+            if motion.llr >= 0:
+                self.motion_pos += motion.llr
+            else:
+                self.motion_neg += motion.llr
+        return self._decide(t, score)
+
+    def _decide(self, t: float, score: Score | None) -> Decision | None:
+        p, llr, elapsed = self.p, self.llr, t - self.t0
+        mean = self.frame_sum / self.frames if self.frames else 0.0
+        if llr >= p.live_bound and self.frames >= p.min_frames and mean >= p.min_mean_llr:
+            verdict, reason = LIVE, f"evidence {llr:.2f} reached the live bound {p.live_bound:.2f}"
+        elif llr <= p.spoof_bound:
+            verdict, reason = SPOOF, f"evidence {llr:.2f} reached the spoof bound {p.spoof_bound:.2f}"
+        elif elapsed >= p.timeout_s:
+            verdict = UNDECIDED
+            reason = (f"no decision within {p.timeout_s:g} s: evidence {llr:.2f} between the bounds "
+                      f"{p.spoof_bound:.2f} and {p.live_bound:.2f} after {self.frames} scored frame(s)"
+                      + (f", mean frame LLR {mean:.2f} < {p.min_mean_llr:g}" if llr >= p.live_bound else ""))
+        else:
             return None
         self.verdict = verdict
-        mean = float(np.mean([s for _, s in self._window]))
-        return Decision(self.track_id, verdict, live, len(self._window), score.score_mm, mean)
+        parts = {k: round(v, 3) for k, v in self.parts.items()}
+        parts["motion"] = round(min(self.motion_pos, MOTION_TOTAL_MAX) + self.motion_neg, 3)
+        return Decision(self.track_id, verdict, reason, llr, p.live_bound, p.spoof_bound, self.frames,
+                        self.unscored, self.motion_pairs, elapsed, parts,
+                        score.score_mm if score else float("nan"), mean)
 
 
-class LivenessVoter:
-    """One TrackVote per live track id; forgets tracks that have ended."""
+class LivenessDecider:
+    """One TrackEvidence per live track id; forgets tracks that have ended."""
 
-    def __init__(self, k: int, n: int):
-        self.k, self.n = k, n
-        self._tracks: dict[int, TrackVote] = {}
+    def __init__(self, params: DecisionParams):
+        self.params = params
+        self._tracks: dict[int, TrackEvidence] = {}
 
-    def add(self, track_id: int, score: Score) -> Decision | None:
-        vote = self._tracks.get(track_id)
-        if vote is None:
-            vote = self._tracks[track_id] = TrackVote(track_id, self.k, self.n)
-        return vote.add(score)
+    def track(self, track_id: int, t: float) -> TrackEvidence:
+        ev = self._tracks.get(track_id)
+        if ev is None:
+            ev = self._tracks[track_id] = TrackEvidence(track_id, self.params, t)
+        return ev
+
+    def add(self, track_id: int, t: float, score: Score | None,
+            motion: MotionEstimate | None = None) -> Decision | None:
+        return self.track(track_id, t).add(t, score, motion)
 
     def keep_only(self, track_ids) -> None:
         for tid in set(self._tracks) - set(track_ids):

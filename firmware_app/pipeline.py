@@ -1,8 +1,8 @@
 """The per-frame pipeline, one class per stage with a typed result, and the daemon loop around it.
 
     frame ─► FaceStage ─► CropStage ─► DepthEstimator ─► LivenessStage ─► decision event ─► outbox ─► hooks
-             (BlazeFace,   (preprocess   (int8 TFLite)     (relief score,
-              track)        crop)                           K-of-N vote)
+             (BlazeFace,   (preprocess   (int8 TFLite)     (frame LLR + motion LLR,
+              track)        crop)                           sequential test per track)
 
 Detector box → crop box. `preprocess.crop_transform` expects the extent of the 68 iBUG landmarks,
 which BlazeFace's box is not exactly. The mapping below was fitted on 40 bona fide 640×480 frames of
@@ -34,8 +34,10 @@ from firmware_app.camera import EndOfStream, Frame, ReconnectingCamera, make_cam
 from firmware_app.config import Config, DetectorConfig
 from firmware_app.depth import DepthEstimator, DepthResult
 from firmware_app.events import Dispatcher, Outbox, new_event
+from firmware_app.evidence import EvidenceError, EvidenceModel
 from firmware_app.face import Face, FaceDetector, iou
-from firmware_app.liveness import LIVE, Decision, LivenessScorer, LivenessVoter, Score
+from firmware_app.liveness import LIVE, Decision, DecisionParams, FrameScorer, LivenessDecider, Score
+from firmware_app.motion import MotionCue, MotionEstimate, MotionParams
 from firmware_app.panels import decision_panel, preview_jpeg
 from firmware_app.preprocess import CROP_SCALE, CropTransform, crop_input, crop_transform, eye_angle_deg
 from firmware_app.profiling import Profiler
@@ -44,7 +46,7 @@ log = logging.getLogger(__name__)
 
 BOX_OFFSET = (0.011, 0.049)  # landmark-extent centre − detector centre, × detector width, eye-aligned
 BOX_SIDE = 0.998  # landmark-extent side / detector width
-STAGES = ("capture", "detect", "crop", "depth", "liveness", "outbox")
+STAGES = ("capture", "detect", "crop", "depth", "motion", "liveness", "outbox")
 
 
 def landmark_box(face: Face) -> np.ndarray:
@@ -122,17 +124,36 @@ class CropStage:
 @dataclass(frozen=True)
 class LivenessResult:
     score: Score | None  # None: too little face in the depth map
-    decision: Decision | None  # set when this track's verdict changed on this frame
+    decision: Decision | None  # set on the frame that decided this track (once per track)
+    motion: MotionEstimate | None = None  # None: motion cue off
+    llr: float = 0.0  # the track's accumulated evidence after this frame
+    verdict: str | None = None  # the track's verdict so far (None: not decided yet)
+
+
+class MotionStage:
+    """One MotionCue per track: the face's image motion between frames of the track."""
+
+    def __init__(self, params: MotionParams):
+        self.params = params
+        self._cues: dict[int, MotionCue] = {}
+
+    def process(self, track_id: int, rgb: np.ndarray, face: FaceResult) -> MotionEstimate:
+        if track_id not in self._cues:
+            self._cues = {track_id: MotionCue(self.params)}  # one face at a time: older tracks have ended
+        return self._cues[track_id].update(rgb, face.face.box)
 
 
 class LivenessStage:
-    def __init__(self, scorer: LivenessScorer, voter: LivenessVoter):
-        self.scorer, self.voter = scorer, voter
+    def __init__(self, scorer: FrameScorer, decider: LivenessDecider):
+        self.scorer, self.decider = scorer, decider
 
-    def process(self, track_id: int, depth: DepthResult) -> LivenessResult:
-        self.voter.keep_only([track_id])
+    def process(self, track_id: int, depth: DepthResult, t: float,
+                motion: MotionEstimate | None = None) -> LivenessResult:
+        self.decider.keep_only([track_id])
         score = self.scorer.score(depth)
-        return LivenessResult(score, self.voter.add(track_id, score) if score else None)
+        decision = self.decider.add(track_id, t, score, motion)
+        track = self.decider.track(track_id, t)
+        return LivenessResult(score, decision, motion, track.llr, track.verdict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,22 +179,36 @@ class Pipeline:
         depth: DepthEstimator,
         liveness: LivenessStage,
         profiler: Profiler,
+        motion: MotionStage | None = None,
     ):
         self.face, self.crop, self.depth, self.liveness, self.profiler = face, crop, depth, liveness, profiler
+        self.motion = motion
 
     @classmethod
     def from_bundle(cls, bundle, cfg: Config, profiler: Profiler) -> Pipeline:
         detector_path = getattr(bundle, "detector_model", None) or bundle.detector
         detector = FaceDetector(detector_path, cfg.detector.num_threads, cfg.detector.min_score)
         crop = getattr(bundle, "crop", None)
-        threshold = cfg.liveness.threshold_mm or bundle.liveness_threshold_mm
-        scorer = LivenessScorer(threshold, cfg.liveness.face_prob, cfg.liveness.min_face_cells)
+        lv = cfg.liveness
+        threshold = lv.threshold_mm or bundle.liveness_threshold_mm
+        model = EvidenceModel.from_manifest(getattr(bundle, "liveness", {}) or {}, threshold)
+        depth = DepthEstimator(bundle.depth_model, cfg.depth.num_threads)
+        if model.uses_logit and not depth.has_live:
+            raise EvidenceError(f"{bundle.depth_model}: the bundle's liveness evidence uses the network's "
+                                "liveness logit but the depth model has no 'live' output; rebuild the bundle")
+        if not model.uses_logit and depth.has_live:
+            log.warning("the depth model has a liveness logit but the bundle's evidence model does not use "
+                        "it (%s); rebuild the bundle with make convert", model.source)
+        scorer = FrameScorer(model, threshold, lv.face_prob, lv.min_face_cells)
+        params = DecisionParams(lv.apcer_target, lv.bpcer_target, lv.frame_llr_max, lv.min_frames,
+                                lv.min_mean_llr, lv.timeout_s)
         return cls(
             FaceStage(detector, cfg.detector),
             CropStage(crop.crop_scale if crop else CROP_SCALE, crop.use_eyes if crop else True),
-            DepthEstimator(bundle.depth_model, cfg.depth.num_threads),
-            LivenessStage(scorer, LivenessVoter(cfg.liveness.vote_k, cfg.liveness.vote_n)),
+            depth,
+            LivenessStage(scorer, LivenessDecider(params)),
             profiler,
+            MotionStage(MotionParams()) if lv.motion else None,
         )
 
     def process(self, frame: Frame) -> FrameResult:
@@ -185,8 +220,12 @@ class Pipeline:
             crop = self.crop.process(frame.rgb, face)
         with self.profiler.stage("depth"):
             depth = self.depth.predict(crop.input)
+        motion = None
+        if self.motion is not None:
+            with self.profiler.stage("motion"):
+                motion = self.motion.process(face.track_id, frame.rgb, face)
         with self.profiler.stage("liveness"):
-            liveness = self.liveness.process(face.track_id, depth)
+            liveness = self.liveness.process(face.track_id, depth, frame.timestamp, motion)
         return FrameResult(frame, face, crop, depth, liveness)
 
 
@@ -217,7 +256,7 @@ class Daemon:
         self.max_frames = max_frames
         self.started = time.monotonic()
         self.last_frame_t = 0.0
-        self.decisions = {"live": 0, "spoof": 0}
+        self.decisions = {"live": 0, "spoof": 0, "undecided": 0}
         self.last_decision: dict | None = None
         self.last_result: FrameResult | None = None  # for the live preview (a reference, no copy)
         self._watchdog_t = 0.0
@@ -284,21 +323,33 @@ class Daemon:
 
     def _publish(self, result: FrameResult) -> None:
         d, face, score = result.decision, result.face, result.liveness.score
-        timing = {s: self.profiler.last_ms(s) for s in ("capture", "detect", "crop", "depth", "liveness")}
+        timing = {s: self.profiler.last_ms(s) for s in STAGES[:-1]}
+        model = self.pipeline.liveness.scorer.model
         event = new_event(
             "decision",
             decision=d.decision,
             granted=d.decision == LIVE,
+            reason=d.reason,
             track_id=d.track_id,
             frame_id=result.frame.frame_id,
-            score_mm=round(score.score_mm, 3),
-            mean_score_mm=round(d.mean_score_mm, 3),
+            evidence={
+                "llr": round(d.llr, 3),
+                "live_bound": round(d.live_bound, 3),
+                "spoof_bound": round(d.spoof_bound, 3),
+                "contributions": d.contributions,
+                "frames": d.frames,
+                "unscored_frames": d.unscored,
+                "motion_pairs": d.motion_pairs,
+                "mean_frame_llr": round(d.mean_frame_llr, 3),
+                "model": model.source,
+                "features": list(model.names),
+            },
+            time_to_decision_s=round(d.elapsed_s, 3),
+            frame_llr=round(score.llr, 3) if score else None,
+            score_mm=round(score.score_mm, 3) if score else None,
             threshold_mm=self.threshold_mm,
-            relief_range_mm=round(score.relief_range_mm, 3),
-            face_cells=score.face_cells,
-            votes_live=d.votes_live,
-            votes=d.votes,
-            vote_k=self.cfg.liveness.vote_k,
+            relief_range_mm=round(score.relief_range_mm, 3) if score else None,
+            face_cells=score.face_cells if score else 0,
             box=[round(float(v), 1) for v in face.face.box],
             detector_score=round(face.face.score, 4),
             timing_ms=timing,
@@ -310,11 +361,15 @@ class Daemon:
         self.decisions[d.decision] += 1
         self.last_decision = event
         log.info(
-            "decision %s: track %d, score %.1f mm (threshold %.1f), frame %d, event %s",
+            "decision %s: track %d, evidence %.2f (bounds %.2f/%.2f) from %d frames in %.2f s, frame %d, "
+            "event %s",
             d.decision,
             d.track_id,
-            score.score_mm,
-            self.threshold_mm,
+            d.llr,
+            d.spoof_bound,
+            d.live_bound,
+            d.frames,
+            d.elapsed_s,
             result.frame.frame_id,
             event["id"],
         )

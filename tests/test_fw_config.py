@@ -50,8 +50,8 @@ def test_good_config_and_secret_from_env():
             "door.yaml:3: detector.num_threads: expected an int",
         ),
         (
-            "camera: {source: x}\nliveness: {vote_k: 4, vote_n: 3}\n",
-            "liveness.vote_k: 4 is more than vote_n 3",
+            "camera: {source: x}\nliveness: {frame_llr_max: 4}\n",
+            "liveness.frame_llr_max: 4.0 + the motion cap 1.0 reaches the live bound 4.61",
         ),
         (
             "camera: {source: x}\nhooks:\n  - type: http\n    url: x\n    retries: 3\n",
@@ -115,7 +115,7 @@ def test_describe_lists_every_field_with_its_description():
                         "argv",
                         "fps",
                         "liveness",
-                        "vote_k",
+                        "min_frames",
                         "http",
                         "host",
                         "x",

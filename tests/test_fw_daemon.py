@@ -27,7 +27,7 @@ def _config(tmp_path, receiver=None, camera=None, **sections) -> Path:
         "camera": camera
         or {"type": "replay", "source": str(synthetic_frames()), "loop": False, "hold_frames": 3},
         "depth": {"bundle": str(tiny_bundle()), "trusted_keys": [DEV_PUB]},
-        "liveness": {"vote_k": 2, "vote_n": 3},
+        "liveness": {"min_frames": 2, "frame_llr_max": 3.0},
         "outbox": {
             "dir": str(tmp_path / "outbox"),
             "drain_timeout_s": 10,
@@ -138,7 +138,7 @@ def test_kill_9_loses_no_event(tmp_path):
     """kill -9 at a random moment with deliveries outstanding; the restart delivers every event."""
     rx = Receiver(secret=SECRET, delay_s=0.15)  # a slow receiver keeps a backlog in the outbox
     camera = {"type": "replay", "source": str(synthetic_frames()), "loop": True, "fps": 40, "hold_frames": 2}
-    proc = _start(_config(tmp_path, rx, camera=camera, liveness={"vote_k": 1, "vote_n": 1}))
+    proc = _start(_config(tmp_path, rx, camera=camera))
     deadline = time.monotonic() + 60
     while not rx.received and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -150,7 +150,7 @@ def test_kill_9_loses_no_event(tmp_path):
     rx.delay_s = 0.0
     # restart on a short, non-looping replay: it ends, then drains the outbox (old and new) before exiting
     cv_camera = {"type": "replay", "source": str(synthetic_frames()), "loop": False, "hold_frames": 1}
-    proc = _start(_config(tmp_path, rx, camera=cv_camera, liveness={"vote_k": 1, "vote_n": 1}))
+    proc = _start(_config(tmp_path, rx, camera=cv_camera))
     _, err = proc.communicate(timeout=120)
     rx.close()
     assert proc.returncode == 0, err

@@ -1,4 +1,6 @@
-"""Depth model (int8 (de)quantisation against the float Keras model), liveness score and vote, box mapping."""
+"""Depth model (int8 (de)quantisation against the float Keras model), relief score, box mapping.
+
+The liveness decision and evidence: tests/test_liveness_v2.py."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ import numpy as np
 import pytest
 
 from firmware_app.depth import DepthEstimator, DepthModelError, DepthResult
+from firmware_app.evidence import EvidenceModel
 from firmware_app.face import FaceDetector, iou
-from firmware_app.liveness import LIVE, SPOOF, LivenessScorer, LivenessVoter, Score, relief_score
+from firmware_app.liveness import FrameScorer, relief_score
 from firmware_app.pipeline import landmark_box
 from tests.test_fw_fixtures import build_tiny_keras, representative_crops, synthetic_frames, tiny_bundle
 
@@ -64,25 +67,11 @@ def test_score_ignores_a_tilted_plane_and_sees_a_face():
     face_score, _ = relief_score(face, mask)
     assert flat_raw > 50 and flat_score < 0.1
     assert 20 < face_score < 30
-    scorer = LivenessScorer(threshold_mm=10, face_prob=0.5, min_face_cells=200)
+    scorer = FrameScorer(EvidenceModel.fallback(10.0), threshold_mm=10, face_prob=0.5, min_face_cells=200)
     prob = mask.astype(np.float32)
     assert scorer.score(DepthResult(face, prob)).live
     assert not scorer.score(DepthResult(plane, prob)).live
     assert scorer.score(DepthResult(face, np.zeros_like(prob))) is None  # no face in the depth map
-
-
-def test_k_of_n_vote_per_track():
-    voter = LivenessVoter(k=2, n=3)
-    live, spoof = Score(20, 20, 500, True), Score(1, 1, 500, False)
-    assert voter.add(1, live) is None  # one vote is not enough
-    d = voter.add(1, live)
-    assert d.decision == LIVE and (d.votes_live, d.votes) == (2, 2)
-    assert voter.add(1, live) is None  # no repeat while the verdict holds
-    assert voter.add(1, spoof) is None  # 2 live of the last 3 still
-    assert voter.add(1, spoof).decision == SPOOF
-    assert voter.add(2, live) is None  # a new track starts its own window
-    voter.keep_only([2])
-    assert voter.add(1, live) is None  # track 1 forgotten: its vote restarts
 
 
 def test_detector_box_maps_to_the_landmark_extent():
