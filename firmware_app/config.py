@@ -176,6 +176,15 @@ class MqttHookConfig(_Hook):
     username: str = _f("", "broker user; '' = anonymous")
     password: str = _f("", "broker password; use ${ENV}", secret=True)
     client_id: str = _f("", "'' = facedepth-<hostname>")
+    discovery: bool = _f(False, "announce this door to Home Assistant (MQTT discovery, retained) and keep "
+                                "state_topic current")
+    discovery_prefix: str = _f("homeassistant", "Home Assistant's discovery prefix")
+    node_id: str = _f("", "the door's id in discovery topics and unique_ids (A-Z a-z 0-9 _ -); "
+                          "'' = facedepth_<hostname>")
+    device_name: str = _f("", "the device name Home Assistant shows; '' = from node_id")
+    state_topic: str = _f("facedepth/state", "retained JSON: live face now, last decision, score, frame rate")
+    state_interval_s: float = _f(10.0, "state is published on each change and at least this often",
+                                 min=1.0, max=3600.0)
     timeout_s: float = _hook_timeout("connect and publish acknowledgement timeout")
     only: tuple[str, ...] = _f((), _ONLY_DOC)
 
@@ -289,9 +298,25 @@ def _check_hook(hook, node, key: str, ctx: Ctx) -> None:
         raise ctx.error(node, f"{key}.argv", "a command hook needs argv: [program, args...]")
     if isinstance(hook, HttpHookConfig) and not re.match(r"https?://", hook.url):
         raise ctx.error(node, f"{key}.url", f"{hook.url!r} is not an http:// or https:// URL")
+    if isinstance(hook, MqttHookConfig):
+        _check_mqtt(hook, node, key, ctx)
     bad = set(getattr(hook, "only", ())) - {"live", "spoof", "undecided"}
     if bad:
         raise ctx.error(node, f"{key}.only", f"{sorted(bad)}: decisions are live, spoof and undecided")
+
+
+def _check_mqtt(hook: MqttHookConfig, node, key: str, ctx: Ctx) -> None:
+    """Topics we publish to may not hold wildcards; a node id goes into topics and unique ids."""
+    topics = {"topic": hook.topic, "availability_topic": hook.availability_topic,
+              "state_topic": hook.state_topic, "discovery_prefix": hook.discovery_prefix}
+    for name, topic in topics.items():
+        if not topic or "+" in topic or "#" in topic or "\0" in topic:
+            raise ctx.error(node, f"{key}.{name}", f"{topic!r}: an MQTT topic to publish to, not empty, "
+                            "without the wildcards + and #")
+    if hook.node_id and not re.fullmatch(r"[A-Za-z0-9_-]+", hook.node_id):
+        raise ctx.error(node, f"{key}.node_id", f"{hook.node_id!r}: use only A-Z a-z 0-9 _ -")
+    if hook.discovery and len({hook.topic, hook.state_topic, hook.availability_topic}) < 3:
+        raise ctx.error(node, f"{key}.state_topic", "topic, state_topic and availability_topic must differ")
 
 
 def _check_liveness(lv: LivenessConfig, root, ctx: Ctx) -> None:
