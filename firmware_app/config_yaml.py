@@ -66,6 +66,7 @@ def is_null(node) -> bool:
     return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
 
 
+_EXP_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -128,6 +129,8 @@ def convert(loader, node, tp, key: str, meta: dict, ctx: Ctx):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ctx.error(node, key, f"expected an integer, got {value!r}")
     elif tp is float:
+        if isinstance(value, str) and _EXP_NUMBER.fullmatch(value):  # YAML 1.1 reads 1e3 as a string
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ctx.error(node, key, f"expected a number, got {value!r}")
         try:
