@@ -39,6 +39,7 @@ PY=$VENV/bin/python
 HEALTH_TIMEOUT=${FACEDEPTH_HEALTH_TIMEOUT:-60}
 ENV_FILE=${FACEDEPTH_ROOT:+$FACEDEPTH_ROOT}/etc/default/facedepth  # the unit's EnvironmentFile (secrets)
 ACTION=${1:---install}
+cd /  # python -m / -c put the working directory first on sys.path: never the login directory's files
 
 say() { echo "install[$VERSION]: $*" >&2; }
 die() { code=$1; shift; say "ERROR: $*"; exit "$code"; }

@@ -229,7 +229,8 @@ def _liveness(manifest: dict, where: Path) -> tuple[dict, float]:
     if not _number(threshold):
         raise _fail(where, "'liveness.threshold_mm' is missing or not a number")
     if not 0 <= threshold < 1000:
-        raise _fail(where, f"'liveness.threshold_mm' is {threshold!r}: must be from 0 to 1000 mm (a relief range)")
+        raise _fail(where, f"'liveness.threshold_mm' is {threshold!r}: must be from 0 to 1000 mm (a relief "
+                    "range)")
     return live, float(threshold)
 
 
@@ -281,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
                 keys += list(load_config(a.config).depth.trusted_keys)
             except ConfigError as e:
                 raise BundleError(f"config: {e}") from None
+        if not keys:
+            raise BundleError(f"{a.bundle}: no trusted key given, so its signature cannot be checked; pass "
+                              "--trusted-key FILE.pub|ed25519:... (development: keys/dev/signing.pub) or "
+                              "--config with depth.trusted_keys")
         b = load_bundle(a.bundle, keys)
     except (BundleError, ValueError) as e:
         print(f"refused: {e}", file=sys.stderr)
