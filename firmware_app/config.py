@@ -195,6 +195,10 @@ class GpioHookConfig(_Hook):
     pin: int = _f(17, "BCM line number of the relay", min=0, max=1023)
     pulse_s: float = _f(1.0, "relay on-time for a granted (live) decision", min=0.0)
     active_low: bool = _f(False, "the relay closes on a low level")
+    max_age_s: float = _f(
+        5.0, "a decision older than this (event time) is not acted on: the door never opens late, after an "
+        "outage or a restart", min=0.1, max=3600.0,
+    )
     only: tuple[str, ...] = _f(("live",), "decisions that pulse the relay")
 
 

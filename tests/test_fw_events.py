@@ -170,6 +170,14 @@ def test_gpio_hook_pulses_a_fake_sysfs_line(tmp_path, monkeypatch):
     hook.deliver(new_event("decision", decision="live"))
     assert writes == [False, True, False]
     assert (gpio / "gpio17/direction").read_text() == "out" and (gpio / "gpio17/value").read_text() == "0"
+    # a grant delivered late (relay down for a while, a restart with a full outbox) never opens the door
+    stale = new_event("decision", decision="live")
+    stale["unix_time"] -= 60
+    for event in (stale, {**stale, "unix_time": "soon"}):
+        with pytest.raises(HookError, match="not acted on, the door stays shut") as e:
+            hook.deliver(event)
+        assert e.value.permanent
+    assert writes == [False, True, False]
 
 
 @pytest.mark.skipif(

@@ -6,6 +6,10 @@
 
 Tests point FACEDEPTH_ROOT at a fake tree. On kernels without the sysfs GPIO interface (Raspberry Pi
 OS Bookworm on a Pi 5 uses the character device), use a command hook with `gpioset` instead.
+
+Delivery is at least once and retried for ever, so a grant can arrive late (the relay unreachable for
+an hour, a restart with the outbox still full): a decision older than `max_age_s` by its own event time
+is refused for good (logged), never acted on — the door does not open for someone long gone.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ class GpioHook(Hook):
     def __init__(self, cfg: GpioHookConfig):
         self.name, self.only = cfg.name, cfg.only
         self.pin, self.pulse_s, self.active_low = cfg.pin, cfg.pulse_s, cfg.active_low
+        self.max_age_s = cfg.max_age_s
         self._ready = False
 
     def _line(self, leaf: str):
@@ -42,6 +47,12 @@ class GpioHook(Hook):
         self._line("value").write_text("1" if on != self.active_low else "0")
 
     def deliver(self, event: dict) -> None:
+        t = event.get("unix_time")
+        age = time.time() - t if isinstance(t, (int, float)) and not isinstance(t, bool) else None
+        if age is None or not -self.max_age_s <= age <= self.max_age_s:
+            got = "no event time" if age is None else f"{age:.1f} s old"
+            raise HookError(f"GPIO {self.pin}: decision {event.get('decision')} is {got} (max_age_s "
+                            f"{self.max_age_s:g}); not acted on, the door stays shut", permanent=True)
         if not self._ready:
             self._setup()
         try:

@@ -55,7 +55,7 @@ class HttpHook(Hook):
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                response.read()
+                response.read(1 << 16)  # the answer is not used; a hostile receiver cannot fill memory
         except urllib.error.HTTPError as e:
             permanent = 400 <= e.code < 500 and e.code not in (408, 429)
             raise HookError(f"{self.url} answered {e.code} {e.reason}", permanent=permanent) from None
