@@ -1,11 +1,12 @@
 # facedepth — `make` lists the targets.
 PY      ?= .venv/bin/python
 OUT     ?= out
-N       ?= 20000
+N       ?= 8000
+ATTACK_SHARE ?= 0.3
 SEED    ?= 0
 WORKERS ?= 2
 CONFIG  ?= train/configs/default.yaml
-RUN     ?= $(OUT)/runs/default
+RUN     ?= models/default
 BUNDLE  ?= bundle/default
 
 .DEFAULT_GOAL := help
@@ -53,8 +54,8 @@ qs-daemon: setup  ## quick start: the daemon on that clip with QS_BUNDLE; prints
 	@echo "frame rate (python -m firmware_app profile on the same clip and config, hooks off):"
 	@$(QS_ENV) $(PY) -m firmware_app profile --config $(QS_CONFIG) --frames 1000 --out $(QS)/state/profile.json
 
-data: setup  ## write (or resume) the full synthetic dataset: N=20000 into out/synth
-	$(PY) -m train.synth dataset --out $(OUT)/synth --n $(N) --seed $(SEED) --workers $(WORKERS)
+data: setup  ## write (or resume) the default model's dataset recipe: N=8000 SEED=0 ATTACK_SHARE=0.3 into out/synth
+	$(PY) -m train.synth dataset --out $(OUT)/synth --n $(N) --seed $(SEED) --workers $(WORKERS) --attack-share $(ATTACK_SHARE)
 
 preview: setup  ## contact sheet of out/synth (frame | depth | mask + landmarks, attacks included)
 	$(PY) -m train.synth preview --dataset $(OUT)/synth --out $(OUT)/synth/preview.png
@@ -65,9 +66,24 @@ identities: setup  ## docs/identities.jpg: 64 random identities
 bench-synth: setup  ## generator frames/s with 2 workers and peak memory per worker
 	$(PY) -m train.synth bench --n 256 --workers 2
 
+.PHONY: bench-liveness
+CLIPS ?= 300
+bench-liveness: setup  ## door clips (walk/stand/turn; each attack hand-held + static) through the daemon's pipeline: clip APCER/BPCER, time to live (CLIPS=300 BUNDLE=)
+	$(PY) -m convert.bench_liveness --bundle $(BUNDLE) --clips $(CLIPS) --out $(OUT)/bench/liveness
+
 .PHONY: bench-http
 bench-http: setup  ## status port under load: 1000 idle + 50 slowloris connections, 200 concurrent clients; answered, p95
 	$(PY) -m firmware_app.bench_http --clients 200 --idle 1000 --slow 50
+
+.PHONY: bench-detect arm-check
+DETECT_N ?= 200
+bench-detect: setup  ## face detection 30 cm-2 m by distance band: short range vs full range + search (DETECT_N=200)
+	$(PY) -m convert.mediapipe_assets
+	$(PY) -m train.bench_detect --n $(DETECT_N) --seed $(SEED)
+
+arm-check: setup  ## device side on aarch64 under qemu 10 (rootfs + wheels cached in out/arm) vs x86: same decisions (BUNDLE=)
+	@test -f $(QS)/clip/labels.json || $(MAKE) --no-print-directory qs-clip
+	$(PY) -m tools.arm_check --bundle $(BUNDLE) --clip $(QS)/clip --out $(OUT)/arm --trusted-key $(TRUSTED_KEY)
 
 bench-peer: setup  ## int8 depth vs MediaPipe face mesh: 1-thread latency, relief MAE (BUNDLE=) → out/bench/peer.json
 	$(PY) -m convert.mediapipe_assets
@@ -82,14 +98,15 @@ $(TFLRT)/.installed: requirements/tflite-runtime.txt
 verify-runtimes: setup $(TFLRT)/.installed  ## BUNDLE's model under ai_edge_litert and tflite_runtime on out/synth's test split, side by side
 	$(PY) -m convert.runtime_check --bundle $(BUNDLE) --dataset $(OUT)/synth --python $(TFLRT)/bin/python
 
-train: setup  ## train the two-stage depth network (CONFIG=train/configs/default.yaml)
-	$(PY) -m train --config $(CONFIG)
+train: setup  ## a training session: warm start from models/default, promote if validation improves (FRESH=1: from scratch)
+	@test -f $(OUT)/synth/index.json || $(MAKE) --no-print-directory data
+	$(PY) -m train.session --config $(CONFIG) $(if $(FRESH),--fresh)
 
-evaluate: setup  ## evaluate the default run on the test split, write its report
-	$(PY) -m train.evaluate $(OUT)/runs/default
+evaluate: setup  ## evaluate RUN (default models/default) on the test split, write its report
+	$(PY) -m train.evaluate $(RUN)
 
 .PHONY: convert bundle-verify keys sign-bundle
-convert: setup  ## int8 model + verification gate + release bundle (RUN=out/runs/default BUNDLE=bundle/default)
+convert: setup  ## int8 model + verification gate + release bundle (RUN=models/default BUNDLE=bundle/default)
 	$(PY) -m convert $(RUN) --out $(BUNDLE)
 
 bundle-verify: setup  ## check a release bundle as the device does: signature, schema, sha256, shapes (BUNDLE=, TRUSTED_KEY=)

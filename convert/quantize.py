@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware_app.depth import output_name_by_shape
 from firmware_app.preprocess import GRID_SIZE, INPUT_SIZE
 from train.config import Config
 from train.data import Source, make_example
@@ -86,7 +87,7 @@ class QuantResult:
     size_bytes: int
     ops: tuple[OpInfo, ...] = field(repr=False)
     input: QuantParams
-    outputs: tuple[QuantParams, ...]  # bins, relief
+    outputs: tuple[QuantParams, ...]  # bins, relief (and live for v2 models)
     n_calib: int
     distinct_calib_samples: int
     seconds: float
@@ -209,8 +210,8 @@ def with_clipped_relief(model, relief_range: tuple[float, float] | None):
     lo, hi = map(float, relief_range)
     rgb = keras.Input(model.input_shape[1:], name="rgb")
     out = model(rgb)
-    return keras.Model(rgb, {"bins": out["bins"], "relief": keras.ops.clip(out["relief"], lo, hi)},
-                       name=f"{model.name}_clipped")
+    clipped = {**out, "relief": keras.ops.clip(out["relief"], lo, hi)}
+    return keras.Model(rgb, clipped, name=f"{model.name}_clipped")
 
 
 def _convert(model, crops: np.ndarray, activations: str) -> bytes:
@@ -280,7 +281,8 @@ def list_ops(interpreter) -> tuple[list[OpInfo], list[str]]:
 
 
 def named_outputs(interpreter) -> dict[str, dict]:
-    """Output details by name: the signature's names ("bins", "relief"), else told apart by shape."""
+    """Output details by name: the signature's names ("bins", "relief"[, "live"]), else told apart by
+    shape as the device does (firmware_app.depth.output_name_by_shape)."""
     details = interpreter.get_output_details()
     by_index = {d["index"]: d for d in details}
     try:
@@ -288,8 +290,8 @@ def named_outputs(interpreter) -> dict[str, dict]:
         named = {k: by_index[d["index"]] for k, d in runner.items() if d["index"] in by_index}
     except (ValueError, KeyError, RuntimeError):
         named = {}
-    if set(named) != {"bins", "relief"}:
-        named = {("relief" if d["shape"][-1] == 1 else "bins"): d for d in details}
+    if not {"bins", "relief"} <= set(named):
+        named = {output_name_by_shape(d["shape"]): d for d in details}
     return named
 
 
@@ -306,8 +308,10 @@ def inspect_tflite(path: Path) -> tuple[list[OpInfo], QuantParams, tuple[QuantPa
     (inp,) = interp.get_input_details()
     outs = interp.get_output_details()
     named = named_outputs(interp)
-    if set(named) != {"bins", "relief"} or len(outs) != 2 or named["relief"]["shape"][-1] != 1:
-        problems.append(f"outputs {[tuple(d['shape']) for d in outs]}: expected one bins and one relief")
+    names = [k for k in ("bins", "relief", "live") if k in named]
+    if not {"bins", "relief"} <= set(named) or len(outs) != len(names) or named["relief"]["shape"][-1] != 1:
+        problems.append(f"outputs {[tuple(d['shape']) for d in outs]}: expected one bins, one relief and "
+                        "at most one live logit")
     q_in = _params(inp, "rgb")
     if q_in.dtype != "int8" or abs(q_in.scale - INPUT_SCALE) > 1e-6 or q_in.zero_point != INPUT_ZERO_POINT:
         problems.insert(0, f"input is {q_in.dtype} scale {q_in.scale} zero point {q_in.zero_point}; the "
@@ -317,7 +321,7 @@ def inspect_tflite(path: Path) -> tuple[list[OpInfo], QuantParams, tuple[QuantPa
                                          if len(problems) > MAX_LISTED else [])
         raise QuantizationError(f"{path}: not int8 end to end:\n  " + "\n  ".join(shown) +
                                 "\nReplace the layers behind these ops (train/model.py) and convert again")
-    outputs = tuple(_params(named[k], k) for k in ("bins", "relief"))
+    outputs = tuple(_params(named[k], k) for k in names)
     if outputs[0].shape[1:3] != (GRID_SIZE, GRID_SIZE):
         raise QuantizationError(f"{path}: bins output {outputs[0].shape}, expected an {GRID_SIZE} grid")
     return ops, q_in, outputs

@@ -30,6 +30,7 @@ import numpy as np
 
 from convert.liveness import LivenessCalibration, calibrate, liveness_score
 from convert.quantize import ConvertError, dataset_of, load_checked_run, named_outputs
+from firmware_app.depth import DepthResult
 from firmware_app.tflite import make_interpreter
 from train.evaluate import EvalResult, evaluate, keras_predict_fn
 
@@ -44,8 +45,8 @@ class GateError(ConvertError):
 
 
 class TFLitePredict:
-    """uint8 (N, 160, 160, 3) → (relief mm, face prob, bin probs) with a LiteRT interpreter built once
-    (an int8 model, or the study's 16×8 one: the input dtype says which)."""
+    """uint8 (N, 160, 160, 3) → (relief mm, face prob, bin probs, live logits or None) with a LiteRT
+    interpreter built once (an int8 model, or the study's 16×8 one: the input dtype says which)."""
 
     def __init__(self, path, num_threads: int = 2):
         self.interpreter = make_interpreter(path, num_threads)
@@ -69,24 +70,31 @@ class TFLitePredict:
         self.interpreter.invoke()
 
     def __call__(self, batch: np.ndarray):
-        relief, bins = [], []
+        relief, bins, live = [], [], []
         for rgb in batch:
             self.invoke_one(rgb)
             relief.append(self.dequantise("relief")[0, ..., 0])
             bins.append(self.dequantise("bins")[0])
+            if "live" in self.out:
+                live.append(float(self.dequantise("live").ravel()[0]))
         bins = np.stack(bins)
-        return np.stack(relief), 1.0 - bins[..., -1], bins
+        return np.stack(relief), 1.0 - bins[..., -1], bins, (np.array(live, np.float32) if live else None)
 
 
 class Recorder:
-    """Wraps a predict function and keeps each sample's liveness score, in evaluation order."""
+    """Wraps a predict function and keeps each sample's liveness score and its DepthResult (relief, face
+    probability, live logit: what the device's evidence is computed from), in evaluation order."""
 
     def __init__(self, fn):
         self.fn, self.scores = fn, []  # (not named `predict`: evaluate() would take this for a Keras model)
+        self.results: list[DepthResult] = []
 
     def __call__(self, batch):
         out = self.fn(batch)
+        logits = out[3] if len(out) > 3 and out[3] is not None else [None] * len(out[0])
         self.scores += [liveness_score(r, p) for r, p in zip(out[0], out[1], strict=True)]
+        self.results += [DepthResult(r, p, None if g is None else float(g))
+                         for r, p, g in zip(out[0], out[1], logits, strict=True)]
         return out
 
 
@@ -162,8 +170,8 @@ def verify(run_dir, tflite_path, *, split: str = "test", dataset=None, max_sampl
     rec_val = Recorder(int8_fn)
     int8_val = evaluate(rec_val, index, "val", **kw)
     try:
-        live = calibrate(rec_val.scores, [s.label for s in int8_val.scores],
-                         rec_test.scores, [s.label for s in int8_r.scores])
+        live = calibrate(rec_val.results, [s.label for s in int8_val.scores],
+                         rec_test.results, [s.label for s in int8_r.scores])
     except ValueError as e:
         raise GateError(f"{tflite_path}: the liveness threshold cannot be calibrated: {e}") from e
     step = float(int8_fn.out["relief"]["quantization"][0])

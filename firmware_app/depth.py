@@ -81,7 +81,7 @@ class DepthEstimator:
         except (ValueError, KeyError, AttributeError, RuntimeError):
             pass
         if not {"bins", "relief"} <= set(named):  # no signature: tell them apart by shape
-            named = {_name_by_shape(d["shape"]): d for d in details}
+            named = {output_name_by_shape(d["shape"]): d for d in details}
         grid = (1, GRID_SIZE, GRID_SIZE)
         for name in ("bins", "relief"):
             d = named.get(name)
@@ -140,7 +140,7 @@ class DepthEstimator:
         return DepthResult((relief.astype(np.float32) - rz) * np.float32(rs), face_prob, self.live_logit())
 
 
-def _name_by_shape(shape) -> str:
+def output_name_by_shape(shape) -> str:
     """Output name of a model without a signature: one value = "live", one channel = "relief"."""
     if int(np.prod(shape)) == 1:
         return "live"

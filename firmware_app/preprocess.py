@@ -126,16 +126,20 @@ def _prescale(frame: np.ndarray, t: CropTransform, size: int) -> tuple[np.ndarra
     return small, np.asarray(frame_to_out) @ small_to_frame
 
 
-def crop_square(frame: np.ndarray, t: CropTransform, size: int) -> np.ndarray:
-    """The square t of the frame as a size×size image (area prescale, bilinear, black outside the frame)."""
+_EDGES = {"black": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE}
+
+
+def crop_square(frame: np.ndarray, t: CropTransform, size: int, edge: str = "black") -> np.ndarray:
+    """The square t of the frame as a size×size image (area prescale, bilinear; outside the frame black,
+    the device's fill, or the frame's edge replicated, which training also shows the network)."""
     image, m = _prescale(frame, t, size)
-    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=_EDGES[edge],
                           borderValue=0)
 
 
-def crop_input(frame_rgb: np.ndarray, t: CropTransform) -> np.ndarray:
+def crop_input(frame_rgb: np.ndarray, t: CropTransform, edge: str = "black") -> np.ndarray:
     """(H, W, 3) uint8 frame → (160, 160, 3) uint8 network input."""
-    return crop_square(frame_rgb, t, INPUT_SIZE)
+    return crop_square(frame_rgb, t, INPUT_SIZE, edge)
 
 
 def crop_to_grid(array: np.ndarray, t: CropTransform, size: int = GRID_SIZE,

@@ -23,6 +23,7 @@ class ConfigError(ValueError):
 
 
 RELIEF_FRAMES = ("camera_z", "crop_ray")
+ARCHS = ("v1", "v2")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,10 @@ class DataConfig:
     # axis; crop_ray = depth along the ray through the crop centre (the crop's own virtual camera), which
     # drops the ramp a face seen off the optical axis has in camera z: the crop does not show it.
     relief_frame: str = "camera_z"
+    grey_prob: float = 0.0  # share of training crops made grey (mono and IR door cameras; v2 default 0.15)
+    # Share of training crops whose out-of-frame pixels replicate the frame's edge instead of the device's
+    # black: a net that has seen both gives a face at the frame edge the verdict it gives it centred.
+    edge_replicate_prob: float = 0.0
 
     def __post_init__(self):
         if self.relief_frame not in RELIEF_FRAMES:
@@ -64,12 +69,30 @@ class ModelConfig:
     s2_widths: tuple[int, ...] = (16, 32, 48, 96, 192)  # stage II encoder widths at 80, 40, 20, 10, 5
     blocks: tuple[int, ...] = (1, 1, 2, 2)  # extra separable blocks at encoder levels 40, 20, 10, 5
     residual: bool = True  # stage II predicts a correction added to stage I's expected relief
+    # "v1": two encoder-decoders (s1_widths, s2_widths). "v2" (train/model_v2.py): one shared encoder
+    # (trunk_widths), stage I bins at 80 / 2**head_level, a light 80×80 refinement, and a liveness logit.
+    arch: str = "v1"
+    trunk_widths: tuple[int, ...] = (16, 32, 64, 128, 192)  # v2 encoder widths at 80, 40, 20, 10, 5
+    head_level: int = 2  # v2: stage I predicts bins at 80 / 2**head_level (20×20) and upsamples once
+    refine_width: int = 24  # v2: channels of the 80×80 refinement blocks
     max_macs: int = 100_000_000  # build fails above these budgets (device latency/memory)
     max_params: int = 1_000_000
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ConfigError(f"'model.arch' {self.arch!r}: expected one of {', '.join(ARCHS)}")
+        if self.arch == "v2" and not 1 <= self.head_level < len(self.trunk_widths):
+            top = len(self.trunk_widths) - 1
+            raise ConfigError(f"'model.head_level' {self.head_level}: expected 1..{top}")
 
     @property
     def relief_range_mm(self) -> tuple[float, float]:
         return self.relief_min_mm, self.relief_max_mm
+
+    @property
+    def has_live(self) -> bool:
+        """The network has the liveness-logit output "live"."""
+        return self.arch == "v2"
 
 
 @dataclass(frozen=True)
@@ -84,7 +107,17 @@ class TrainConfig:
     w_bins: float = 1.0  # stage I cross-entropy weight
     w_relief: float = 0.1  # stage II masked L1 weight, per mm
     w_grad: float = 0.5  # gradient-matching term, relative to the L1 term
+    # Amplitude term, relative to the L1 term: |std(pred) − std(true)| over the face. L1 alone shrinks
+    # uncertain relief towards the median (v1: slope 0.75 of predicted on true relief).
+    w_scale: float = 0.0
+    w_live: float = 0.2  # liveness-logit binary cross-entropy weight (v2 models)
+    # Warm start: a weights file (models/default/model.weights.h5) loaded before training, for a model of
+    # the same config; `make train` sets it, `make train FRESH=1` does not.
+    init_weights: str = ""
     seed: int = 0
+    # Stop after the epoch that would end past this many minutes of training (0 = no limit): a session
+    # with a fixed amount of CPU time still finishes, and its best checkpoint is kept.
+    max_minutes: float = 0.0
     strategy: str = "default"  # default | mirrored | multi_worker (see train/train.py)
     jit_compile: bool = False  # XLA: on this 2-core CPU it compiled for minutes and stepped slower
     run_eagerly: bool = False  # no graph tracing (~30 s saved), ~10× slower steps: debugging, tiny tests

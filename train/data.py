@@ -116,6 +116,15 @@ def photometric(rgb: np.ndarray, cfg: DataConfig, rng: np.random.Generator) -> n
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
+def grey3(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A mono or IR-like camera's view: luma (or the red channel, as skin looks under near-IR) with a
+    random gamma, as three equal channels (the device's `camera.colour: grey` feeds the same)."""
+    lum = rgb[..., 0].astype(np.float32) if rng.random() < 0.3 else \
+        rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    lum = 255.0 * (lum / 255.0) ** rng.uniform(0.7, 1.4)
+    return np.repeat(np.clip(lum + 0.5, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
 def _inside_frame(t: CropTransform, hw: tuple[int, int]) -> np.ndarray:
     """(160, 160) bool: input pixels whose centre lies inside the frame (the rest is black on the device)."""
     xy = grid_frame_coords(t, INPUT_SIZE)
@@ -126,7 +135,8 @@ def make_example(sample: Sample, data: DataConfig, model: ModelConfig, rng: np.r
                  level: float = 1.0, augment: bool = False) -> Example:
     """One network input and its targets; rng=None → the exact (unjittered) device crop."""
     t = jittered_transform(sample, data, rng, level)
-    rgb = crop_input(sample.rgb, t)
+    replicate = augment and rng is not None and rng.random() < data.edge_replicate_prob
+    rgb = crop_input(sample.rgb, t, edge="replicate" if replicate else "black")
     ray = sample.intrinsics if data.relief_frame == "crop_ray" else None
     relief, face = relief_targets(sample.depth_mm, sample.mask, t, ray)
     lms = frame_to_grid(sample.landmarks_2d, t).astype(np.float32)
@@ -134,7 +144,11 @@ def make_example(sample: Sample, data: DataConfig, model: ModelConfig, rng: np.r
         inside = _inside_frame(t, sample.rgb.shape[:2])
         if data.flip and rng.random() < 0.5:  # landmarks are left unflipped: training does not use them
             rgb, relief, face, inside = (a[:, ::-1].copy() for a in (rgb, relief, face, inside))
-        rgb = photometric(rgb, data, rng) * inside[..., None]
+        rgb = photometric(rgb, data, rng)
+        if not replicate:
+            rgb = rgb * inside[..., None]
+        if rng.random() < data.grey_prob:
+            rgb = grey3(rgb, rng)
     return Example(rgb, relief, face, relief_to_bins(relief, face, model), lms,
                    sample.landmarks_visible.copy(), sample.is_attack)
 
@@ -186,7 +200,8 @@ class Source:
 
 def make_dataset(cfg: Config, split: str, training: bool, index: DatasetIndex | None = None,
                  batch_size: int | None = None, worker: tuple[int, int] = (0, 1)):
-    """tf.data of (rgb float32 0..255, {"bins": int32 (80,80), "relief": float32 (80,80,2) relief+face})."""
+    """tf.data of (rgb float32 0..255, {"bins": int32 (80,80), "relief": float32 (80,80,2) relief+face,
+    and for v2 models "live": float32 (1,), 1 = bona fide})."""
     import tensorflow as tf  # here, so evaluation/preprocessing users need not import TF
 
     index = index or DatasetIndex.load(cfg.data.dataset)
@@ -206,13 +221,17 @@ def make_dataset(cfg: Config, split: str, training: bool, index: DatasetIndex | 
         epoch, s, i = (int(v) for v in key)
         rng = np.random.default_rng([seed, epoch, s, i]) if training else None
         ex = make_example(src.sample(s, i), cfg.data, cfg.model, rng, augment=training)
-        return ex.rgb, ex.bins, np.stack([ex.relief, ex.face.astype(np.float32)], -1)
+        live = np.array([0.0 if ex.is_attack else 1.0], np.float32)
+        return ex.rgb, ex.bins, np.stack([ex.relief, ex.face.astype(np.float32)], -1), live
 
     def tf_load(key):
-        rgb, bins, relief = tf.numpy_function(load, [key], [tf.uint8, tf.int32, tf.float32])
+        rgb, bins, relief, live = tf.numpy_function(load, [key], [tf.uint8, tf.int32, tf.float32, tf.float32])
         rgb = tf.ensure_shape(tf.cast(rgb, tf.float32), (INPUT_SIZE, INPUT_SIZE, 3))
         bins = tf.ensure_shape(bins, (GRID_SIZE, GRID_SIZE))
-        return rgb, {"bins": bins, "relief": tf.ensure_shape(relief, (GRID_SIZE, GRID_SIZE, 2))}
+        targets = {"bins": bins, "relief": tf.ensure_shape(relief, (GRID_SIZE, GRID_SIZE, 2))}
+        if cfg.model.has_live:
+            targets["live"] = tf.ensure_shape(live, (1,))
+        return rgb, targets
 
     ds = tf.data.Dataset.from_generator(keys, output_signature=tf.TensorSpec((3,), tf.int64))
     workers = cfg.data.workers or tf.data.AUTOTUNE

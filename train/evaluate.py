@@ -119,12 +119,14 @@ class EvalResult:
 
 
 def keras_predict_fn(model, batch_size: int = 32) -> PredictFn:
-    """Wrap a model built by train.model.build_model: uint8 batch → (relief, face prob, bin probs)."""
+    """Wrap a model built by train.model.build_model: uint8 batch → (relief, face prob, bin probs, live
+    logits or None)."""
 
     def predict(x: np.ndarray):
         out = model.predict(x.astype(np.float32), batch_size=batch_size, verbose=0)
         bins = np.asarray(out["bins"])
-        return np.asarray(out["relief"])[..., 0], 1.0 - bins[..., -1], bins
+        live = np.asarray(out["live"])[:, 0] if "live" in out else None
+        return np.asarray(out["relief"])[..., 0], 1.0 - bins[..., -1], bins, live
 
     return predict
 

@@ -116,25 +116,35 @@ def topk_accuracy(probs: np.ndarray, labels: np.ndarray, k: int, where: np.ndarr
 @keras.saving.register_keras_serializable("facedepth")
 class ReliefLoss(keras.losses.Loss):
     """Per-sample masked L1 (mm) + w_grad × masked L1 of the residual's x/y differences (gradient
-    matching: penalises wrong local shape even where the offset is right)."""
+    matching: penalises wrong local shape even where the offset is right) + w_scale × |std(pred) −
+    std(true)| over the mask (amplitude: L1 alone pulls uncertain relief towards the median, and a face
+    comes out shallower than it is)."""
 
-    def __init__(self, w_grad: float = 0.5, name: str = "relief_loss", **kwargs):
+    def __init__(self, w_grad: float = 0.5, w_scale: float = 0.0, name: str = "relief_loss", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.w_grad = w_grad
+        self.w_grad, self.w_scale = w_grad, w_scale
 
     def call(self, y_true, y_pred):
         t, m = y_true[..., 0], y_true[..., 1]
         r = (y_pred[..., 0] - t) * m
         n = ops.maximum(ops.sum(m, axis=(1, 2)), 1.0)
-        l1 = ops.sum(ops.abs(r), axis=(1, 2)) / n
-        if not self.w_grad:
-            return l1
-        gx = ops.abs(r[:, :, 1:] - r[:, :, :-1]) * m[:, :, 1:] * m[:, :, :-1]
-        gy = ops.abs(r[:, 1:, :] - r[:, :-1, :]) * m[:, 1:, :] * m[:, :-1, :]
-        return l1 + self.w_grad * (ops.sum(gx, axis=(1, 2)) + ops.sum(gy, axis=(1, 2))) / n
+        loss = ops.sum(ops.abs(r), axis=(1, 2)) / n
+        if self.w_grad:
+            gx = ops.abs(r[:, :, 1:] - r[:, :, :-1]) * m[:, :, 1:] * m[:, :, :-1]
+            gy = ops.abs(r[:, 1:, :] - r[:, :-1, :]) * m[:, 1:, :] * m[:, :-1, :]
+            loss = loss + self.w_grad * (ops.sum(gx, axis=(1, 2)) + ops.sum(gy, axis=(1, 2))) / n
+        if self.w_scale:
+            loss = loss + self.w_scale * ops.abs(_masked_std(y_pred[..., 0], m, n) - _masked_std(t, m, n))
+        return loss
 
     def get_config(self):
-        return {**super().get_config(), "w_grad": self.w_grad}
+        return {**super().get_config(), "w_grad": self.w_grad, "w_scale": self.w_scale}
+
+
+def _masked_std(x, m, n):
+    mean = ops.sum(x * m, axis=(1, 2)) / n
+    var = ops.sum(ops.square(x - mean[:, None, None]) * m, axis=(1, 2)) / n
+    return ops.sqrt(var + 1e-3)
 
 
 @keras.saving.register_keras_serializable("facedepth")

@@ -109,7 +109,12 @@ def _fixed_conv(x, kernel: np.ndarray, name: str):
 
 def build_model(cfg: ModelConfig | None = None, block: Block | None = None) -> keras.Model:
     """The network of `cfg`; `block` replaces the separable block everywhere but the stems (default _sep)."""
-    cfg, block = cfg or ModelConfig(), block or _sep
+    cfg = cfg or ModelConfig()
+    if cfg.arch == "v2":
+        from train.model_v2 import build_v2
+
+        return _check_budget(build_v2(cfg), cfg)
+    block = block or _sep
     rgb = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="rgb")
     x = layers.Rescaling(1 / 127.5, offset=-1.0, name="normalise")(rgb)
     # Stage I: relief bins as semantic segmentation.
@@ -128,7 +133,10 @@ def build_model(cfg: ModelConfig | None = None, block: Block | None = None) -> k
     delta = layers.Rescaling(RELIEF_NORM, name="stage2_delta")(delta)
     relief = layers.Add(name="relief")([relief1, delta]) if cfg.residual else \
         layers.Identity(name="relief")(delta)
-    model = keras.Model(rgb, {"bins": bins, "relief": relief}, name="facedepth")
+    return _check_budget(keras.Model(rgb, {"bins": bins, "relief": relief}, name="facedepth"), cfg)
+
+
+def _check_budget(model: keras.Model, cfg: ModelConfig) -> keras.Model:
     stats = count_macs(model)
     log.info("model %s: %.3f M params, %.1f M MACs", model.name, stats.params / 1e6, stats.macs / 1e6)
     if stats.macs > cfg.max_macs or stats.params > cfg.max_params:
@@ -165,4 +173,5 @@ def count_macs(model: keras.Model) -> ModelStats:
 
 
 def output_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    return {"bins": (GRID_SIZE, GRID_SIZE, cfg.n_bins + 1), "relief": (GRID_SIZE, GRID_SIZE, 1)}
+    shapes = {"bins": (GRID_SIZE, GRID_SIZE, cfg.n_bins + 1), "relief": (GRID_SIZE, GRID_SIZE, 1)}
+    return {**shapes, "live": (1,)} if cfg.has_live else shapes

@@ -75,15 +75,22 @@ def compile_model(model: keras.Model, cfg: Config, total_steps: int) -> None:
         t.lr * 0.01, max(total_steps - warmup, 1), alpha=0.01, warmup_target=t.lr, warmup_steps=warmup)
     opt = keras.optimizers.AdamW(schedule, weight_decay=t.weight_decay)
     opt.exclude_from_weight_decay(var_names=["_bn", "bias"])
+    loss = {"bins": keras.losses.SparseCategoricalCrossentropy(), "relief": ReliefLoss(t.w_grad, t.w_scale)}
+    weights = {"bins": t.w_bins, "relief": t.w_relief}
+    metrics = {
+        "bins": [keras.metrics.SparseCategoricalAccuracy(name="top1"),
+                 keras.metrics.SparseTopKCategoricalAccuracy(k=3, name="top3")],
+        "relief": [keras.metrics.MeanMetricWrapper(relief_mae, name="mae_mm")],
+    }
+    if cfg.model.has_live:  # 1 = bona fide; attacks keep their flat relief target as well
+        loss["live"] = keras.losses.BinaryCrossentropy(from_logits=True)
+        weights["live"] = t.w_live
+        metrics["live"] = [keras.metrics.AUC(from_logits=True, name="auc")]
     model.compile(
         optimizer=opt,
-        loss={"bins": keras.losses.SparseCategoricalCrossentropy(), "relief": ReliefLoss(t.w_grad)},
-        loss_weights={"bins": t.w_bins, "relief": t.w_relief},
-        metrics={
-            "bins": [keras.metrics.SparseCategoricalAccuracy(name="top1"),
-                     keras.metrics.SparseTopKCategoricalAccuracy(k=3, name="top3")],
-            "relief": [keras.metrics.MeanMetricWrapper(relief_mae, name="mae_mm")],
-        },
+        loss=loss,
+        loss_weights=weights,
+        metrics=metrics,
         jit_compile=t.jit_compile,
         run_eagerly=t.run_eagerly,
     )
@@ -112,22 +119,33 @@ def run_info(cfg: Config, index: DatasetIndex, model: keras.Model) -> dict:
     }
 
 
+WEIGHTS_FILE = "model.weights.h5"  # weights only: what models/default commits (no optimizer state)
+
+
 def load_run(run_dir) -> tuple[Config, keras.Model, dict]:
-    """(config, best model, run.json) of a run directory; all a later step needs."""
+    """(config, best model, run.json) of a run directory or of the committed models/default (run.json +
+    model.weights.h5: the model is rebuilt from the config); all a later step needs."""
     run_dir = Path(run_dir)
-    info_path, model_path = run_dir / "run.json", run_dir / "model.keras"
-    if not info_path.is_file() or not model_path.is_file():
-        raise FileNotFoundError(f"{run_dir}: not a finished run directory (needs run.json and model.keras; "
-                                "train one with `python -m train --config ...`)")
+    info_path, model_path, weights = run_dir / "run.json", run_dir / "model.keras", run_dir / WEIGHTS_FILE
+    if not info_path.is_file() or not (model_path.is_file() or weights.is_file()):
+        raise FileNotFoundError(f"{run_dir}: not a finished run directory (needs run.json and model.keras or "
+                                f"{WEIGHTS_FILE}; train one with `python -m train --config ...`)")
     info = json.loads(info_path.read_text())
-    return config_from_dict(info["config"]), keras.saving.load_model(model_path, compile=False), info
+    cfg = config_from_dict(info["config"])
+    if model_path.is_file():
+        return cfg, keras.saving.load_model(model_path, compile=False), info
+    model = build_model(cfg.model)
+    model.load_weights(weights)
+    return cfg, model, info
 
 
 class EpochLog(keras.callbacks.Callback):
     """One log line per epoch with step time, throughput and ETA; keeps run.json's progress current."""
 
-    def __init__(self, run_dir: Path, info: dict, epochs: int, global_batch: int, write: bool):
+    def __init__(self, run_dir: Path, info: dict, epochs: int, global_batch: int, write: bool,
+                 max_minutes: float = 0.0):
         super().__init__()
+        self.max_s = 60 * max_minutes
         self.run_dir, self.info, self.epochs, self.write = run_dir, info, epochs, write
         self.batch = global_batch
         self.start = time.perf_counter()
@@ -158,6 +176,9 @@ class EpochLog(keras.callbacks.Callback):
                          step_ms=1000 * step_s, steps_per_s=1 / step_s)
         if self.write:
             write_json_atomic(self.run_dir / "run.json", self.info)
+        if self.max_s and now - self.start + per_epoch > self.max_s and epoch + 1 < self.epochs:
+            log.info("stopping after epoch %d: the next would end past train.max_minutes", epoch + 1)
+            self.model.stop_training = True
 
 
 def _hms(seconds: float) -> str:
@@ -235,6 +256,9 @@ def train(cfg: Config, extra_callbacks: list | None = None) -> Path:
     steps = cfg.train.steps_per_epoch or max(n_train // global_batch, 1)
     with strategy.scope():
         model = build_model(cfg.model)
+        if cfg.train.init_weights:  # warm start (BackupAndRestore still wins when resuming this run)
+            model.load_weights(cfg.train.init_weights)
+            log.info("warm start from %s", cfg.train.init_weights)
         compile_model(model, cfg, steps * cfg.train.epochs)
     info = run_info(cfg, index, model)
     old = run_dir / "run.json"
@@ -260,7 +284,7 @@ def _callbacks(run_dir: Path, info: dict, cfg: Config, monitor: str, global_batc
                                         save_best_only=True, initial_value_threshold=best),
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
         Scalars(run_dir / "tb"),
-        EpochLog(run_dir, info, cfg.train.epochs, global_batch, chief),
+        EpochLog(run_dir, info, cfg.train.epochs, global_batch, chief, cfg.train.max_minutes),
     ]
 
 

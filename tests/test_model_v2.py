@@ -1,0 +1,105 @@
+"""Network v2 and training sessions: three outputs, the amplitude loss, grey/edge augmentation, warm start,
+promotion into a committed model directory only when validation improves, and a weights-only reload."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from tests.fakes import write_fake_dataset
+from train.config import Config, ConfigError, DataConfig, ModelConfig, TrainConfig, parse_config
+from train.metrics import ReliefLoss
+from train.model import build_model, count_macs, output_shapes
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+TINY_V2 = ModelConfig(arch="v2", n_bins=10, trunk_widths=(8, 8, 16, 16), blocks=(0,), refine_width=8)
+
+
+def test_v2_has_three_outputs_and_keeps_the_budget():
+    model = build_model(TINY_V2)
+    assert {k: tuple(v.shape[1:]) for k, v in model.output.items()} == output_shapes(TINY_V2)
+    assert output_shapes(TINY_V2)["live"] == (1,)
+    full = ModelConfig(arch="v2", trunk_widths=(16, 32, 64, 128, 256), blocks=(1, 2, 2, 2))
+    stats = count_macs(build_model(full))
+    assert stats.macs <= 50e6 and stats.params <= 1e6
+    with pytest.raises(ValueError, match="over budget"):
+        build_model(dataclasses.replace(full, max_macs=10_000_000))
+
+
+def test_bad_arch_and_head_level_are_config_errors():
+    with pytest.raises(ConfigError, match=r"<string>:2: 'model.arch' 'v3'"):
+        parse_config("model:\n  arch: v3\n")
+    with pytest.raises(ConfigError, match="head_level"):
+        parse_config("model:\n  arch: v2\n  head_level: 9\n")
+
+
+def test_scale_term_penalises_a_shallow_prediction_that_l1_alone_barely_sees():
+    yy, xx = np.mgrid[0:80, 0:80]
+    true = (30.0 * np.exp(-((xx - 40) ** 2 + (yy - 40) ** 2) / 300.0)).astype(np.float32)
+    mask = np.ones_like(true)
+    y_true = np.stack([true, mask], -1)[None]
+    shallow = (0.6 * true)[None, ..., None]
+    plain, with_scale = ReliefLoss(0.0, 0.0), ReliefLoss(0.0, 1.0)
+    gap = float(with_scale(y_true, shallow)) - float(plain(y_true, shallow))
+    std_gap = float(true.std() - (0.6 * true).std())
+    assert gap == pytest.approx(std_gap, rel=0.01)  # the amplitude term is exactly |σ_pred − σ_true|
+    assert float(with_scale(y_true, true[None, ..., None])) == pytest.approx(0.0, abs=1e-3)
+
+
+def test_grey_and_edge_augmentation_reach_the_examples(tmp_path):
+    from train.data import Source, make_example
+
+    index = write_fake_dataset(tmp_path / "d", n_train=4, n_val=0, n_test=0, per_shard=4)
+    sample = Source(index, "train").sample(0, 0)
+    grey_cfg = DataConfig(grey_prob=1.0, edge_replicate_prob=0.0, jitter_shift=0.5)
+    ex = make_example(sample, grey_cfg, TINY_V2, np.random.default_rng(1), augment=True)
+    assert np.array_equal(ex.rgb[..., 0], ex.rgb[..., 1]) and np.array_equal(ex.rgb[..., 1], ex.rgb[..., 2])
+    edge_cfg = DataConfig(grey_prob=0.0, edge_replicate_prob=1.0, crop_scale=4.0)
+    black_cfg = dataclasses.replace(edge_cfg, edge_replicate_prob=0.0)
+    rep = make_example(sample, edge_cfg, TINY_V2, np.random.default_rng(2), augment=True).rgb
+    blk = make_example(sample, black_cfg, TINY_V2, np.random.default_rng(2), augment=True).rgb
+    # a crop 4× the face overhangs the small fake frame: black corners without replication, none with it
+    assert (blk.max(-1) == 0).mean() > 0.05 and (rep.max(-1) == 0).mean() < 0.01
+
+
+def test_sessions_warm_start_and_promote_only_on_improvement(tmp_path, monkeypatch):
+    from train import session
+    from train.train import load_run
+
+    index = write_fake_dataset(tmp_path / "d", n_train=16, n_val=8, n_test=4, per_shard=4)
+    base = Config(data=DataConfig(dataset=str(index.root), batch_size=4, max_val_samples=8),
+                  model=TINY_V2,
+                  train=TrainConfig(name="t", out_dir=str(tmp_path / "runs"), epochs=1, steps_per_epoch=2,
+                                    warmup_steps=1, lr=0.005, verbose=0, run_eagerly=True))
+    models = tmp_path / "models"
+    from train.train import train
+
+    cfg1, committed = session.session_config(base, models, fresh=False)
+    assert committed is None and cfg1.train.init_weights == ""
+    e1 = session.promote(train(cfg1), models, committed, cfg1)
+    assert e1["promoted"] and (models / session.WEIGHTS).is_file()
+    ledger = json.loads((models / "run.json").read_text())
+    assert ledger["weights_sha256"] and len(ledger["ledger"]) == 1
+
+    cfg2, committed = session.session_config(base, models, fresh=False)
+    assert cfg2.train.init_weights == str(models / session.WEIGHTS)
+    assert cfg2.train.lr == pytest.approx(base.train.lr * session.CONTINUE_LR_SCALE)
+    assert cfg2.train.name != cfg1.train.name
+    run2 = train(cfg2)
+    info = json.loads((run2 / "run.json").read_text())
+    info["best"]["val_relief_mae_mm"] = 1e9  # a session that got worse must not replace the weights
+    (run2 / "run.json").write_text(json.dumps(info))
+    before = (models / session.WEIGHTS).read_bytes()
+    e2 = session.promote(run2, models, committed, cfg2)
+    assert not e2["promoted"] and (models / session.WEIGHTS).read_bytes() == before
+    assert len(json.loads((models / "run.json").read_text())["ledger"]) == 2
+
+    cfg, model, _ = load_run(models)  # weights only: rebuilt from the committed config
+    assert cfg.model == TINY_V2 and set(model.output) == {"bins", "relief", "live"}
+    other = dataclasses.replace(base, model=dataclasses.replace(TINY_V2, refine_width=16))
+    with pytest.raises(ConfigError, match="another model config"):
+        session.session_config(other, models, fresh=False)
+    assert session.session_config(other, models, fresh=True)[1] is None

@@ -1,0 +1,59 @@
+"""Network v2: one shared encoder, three outputs (bins, relief, live), int8-TFLite friendly.
+
+    rgb 160×160×3 ─ normalise ─ stem (3×3/2) ─► f80 ─► encoder 40, 20, 10, 5 (separable blocks)
+                                                         │ Recombinator decoder 5→10→20 (concat early)
+                                                         ▼
+      stage I   "bins": (K+1) logits at 20×20 → softmax → ONE ×4 bilinear upsampling → 80×80×(K+1)
+                expected relief = fixed 1×1 conv with the bin centres at 20×20, upsampled with the bins
+      stage II  light refinement at 80×80 on [grey crop (3×3/2 conv), f80, stage I relief, decoder features
+                projected to 16 channels and upsampled once] → two separable blocks → correction (mm)
+                "relief" = stage I relief + correction
+      liveness  "live": global average pools of the deepest encoder and the decoder features → one logit
+                (+ = bona fide), trained with binary cross-entropy on the attack label
+
+Why this shape (the study in docs/compression_study.md): on this CPU depthwise convolutions, resizes and
+concatenations at 80×80 dominate time, not MACs; v1 paid for two encoder-decoders and nine resize + concat
+pairs at high resolution. v2 has two resizes to 80×80 and one concat there. Bilinear upsampling commutes
+with the 1×1 bin-centre conv, so computing stage I's relief at 20×20 gives the same map as at 80×80.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers
+
+from firmware_app.preprocess import INPUT_SIZE
+from train.config import ModelConfig
+
+
+def build_v2(cfg: ModelConfig) -> keras.Model:
+    from train.model import RELIEF_NORM, _conv_bn, _encoder, _fixed_conv, _recombinator, _sep, bin_centres
+
+    rgb = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="rgb")
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="normalise")(rgb)
+    feats = _encoder(x, cfg.trunk_widths, cfg.blocks, "t")
+    up = 2 ** cfg.head_level  # 20×20 → 80×80 for head_level 2
+    dec = _recombinator(feats[cfg.head_level:], "t")  # decoder down to the head's resolution
+    logits = layers.Conv2D(cfg.n_bins + 1, 1, name="s1_logits")(dec)
+    probs = layers.Softmax(name="bins_low")(logits)
+    bins = layers.UpSampling2D(up, interpolation="bilinear", name="bins")(probs)
+    centres = np.append(bin_centres(cfg), 0.0)[:, None]  # background contributes 0 mm
+    relief1_low = _fixed_conv(probs, centres, "stage1_relief_low")
+    relief1 = layers.UpSampling2D(up, interpolation="bilinear", name="stage1_relief")(relief1_low)
+    # Stage II: grey detail at 80×80 + what stage I knows, one concat.
+    grey = _fixed_conv(x, np.array([[0.299], [0.587], [0.114]]), "grey")
+    grey80 = _conv_bn(grey, 8, 3, 2, "s2_grey")
+    ctx = _conv_bn(dec, 16, 1, 1, "s2_ctx")
+    ctx = layers.UpSampling2D(up, interpolation="bilinear", name="s2_ctx_up")(ctx)
+    r_norm = layers.Rescaling(1 / RELIEF_NORM, name="stage1_relief_norm")(relief1)
+    y = layers.Concatenate(name="stage2_input")([grey80, feats[0], r_norm, ctx])
+    for i in range(2):
+        y = _sep(y, cfg.refine_width, 1, f"s2_r{i}")
+    delta = layers.Rescaling(RELIEF_NORM, name="stage2_delta")(layers.Conv2D(1, 1, name="s2_out")(y))
+    relief = layers.Add(name="relief")([relief1, delta])
+    pooled = layers.Concatenate(name="live_features")([
+        layers.GlobalAveragePooling2D(name="live_pool_deep")(feats[-1]),
+        layers.GlobalAveragePooling2D(name="live_pool_dec")(dec)])
+    live = layers.Dense(1, name="live")(layers.Dropout(0.2, name="live_dropout")(pooled))
+    return keras.Model(rgb, {"bins": bins, "relief": relief, "live": live}, name="facedepth_v2")

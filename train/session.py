@@ -1,0 +1,127 @@
+"""One training session that adds to the committed model: `python -m train.session [--fresh]` (`make train`).
+
+The default model lives in git, not in out/ (which does not survive a session):
+
+    models/default/
+      model.weights.h5   weights only (no optimizer state), a few MB, replaced by each promoted session
+      run.json           the promoted run's run.json (config, dataset recipe, params/MACs, crop, bins) plus
+                         "weights_sha256" and "ledger": one entry per session (date, source commit, start
+                         weights, steps, learning rate, validation metrics, promoted or not)
+
+A session warm-starts from models/default (same model config; `--fresh` starts from random weights),
+trains the run out/runs/<config name>-s<N>-<date> (a rerun the same day resumes it after a kill) at
+CONTINUE_LR_SCALE × the config's peak learning rate with a short warm-up, and promotes its best checkpoint into models/default only if its validation relief MAE beats
+the ledger's best (a fresh model of another config is promoted when there is no comparable entry). The
+ledger is written either way, so the curve across sessions is in git. Then commit models/default and run
+`make convert` (bundle/default from the committed weights; the manifest records their sha256).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from train.config import Config, ConfigError, load_config
+from train.provenance import source_commit
+from train.synth.dataset_index import DatasetError, write_json_atomic
+
+log = logging.getLogger(__name__)
+MODELS = Path("models/default")
+WEIGHTS = "model.weights.h5"
+MONITOR = "val_relief_mae_mm"
+CONTINUE_LR_SCALE = 0.5  # a warm start needs no full-size first steps: half the peak rate, short warm-up
+CONTINUE_WARMUP = 50
+
+
+def read_ledger(models: Path) -> dict | None:
+    path = models / "run.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def session_config(cfg: Config, models: Path, fresh: bool) -> tuple[Config, dict | None]:
+    """The config of this session's run (warm start or fresh) and the committed run.json it continues."""
+    committed = None if fresh else read_ledger(models)
+    n = len(committed["ledger"]) + 1 if committed else 1
+    if committed and committed["config"]["model"] != json.loads(json.dumps(dataclasses.asdict(cfg.model))):
+        raise ConfigError(f"{models}/run.json was trained with another model config than {cfg.train.name}; "
+                          "continue with that config, or start over with --fresh (make train FRESH=1)")
+    t = cfg.train
+    if committed:
+        t = dataclasses.replace(t, init_weights=str(models / WEIGHTS), lr=t.lr * CONTINUE_LR_SCALE,
+                                warmup_steps=min(t.warmup_steps, CONTINUE_WARMUP))
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
+    return dataclasses.replace(cfg, train=dataclasses.replace(t, name=f"{t.name}-s{n}-{stamp}")), committed
+
+
+def best_metric(entries: list[dict]) -> float | None:
+    values = [e["val"][MONITOR] for e in entries if e.get("promoted") and MONITOR in e.get("val", {})]
+    return min(values) if values else None
+
+
+def promote(run_dir: Path, models: Path, committed: dict | None, cfg: Config) -> dict:
+    """Ledger entry for the run; its best weights replace models/default when validation improved."""
+    import keras
+
+    from train.synth.shards import sha256_of
+
+    info = json.loads((run_dir / "run.json").read_text())
+    best = info.get("best") or {}
+    ledger = list(committed["ledger"]) if committed else []
+    previous = best_metric(ledger)
+    value = best.get(MONITOR)
+    improved = value is not None and (previous is None or value < previous)
+    entry = {"session": len(ledger) + 1, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+             "run": info["name"], "source_commit": source_commit(), "fresh": committed is None,
+             "init_weights_sha256": committed.get("weights_sha256") if committed else None,
+             "steps": info["epochs_done"] * (cfg.train.steps_per_epoch or 0), "epochs": info["epochs_done"],
+             "lr": cfg.train.lr, "val": {MONITOR: value, "best_epoch": best.get("epoch"),
+                                         **{k: v for k, v in (info.get("last_epoch") or {}).items()
+                                            if k.startswith("val_")}},
+             "promoted": bool(improved)}
+    ledger.append(entry)
+    models.mkdir(parents=True, exist_ok=True)
+    if improved:
+        model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+        tmp = models / f".{WEIGHTS}.tmp.weights.h5"
+        model.save_weights(tmp)
+        tmp.replace(models / WEIGHTS)
+        out = {**info, "weights_sha256": sha256_of(models / WEIGHTS), "ledger": ledger}
+    else:
+        out = {**committed, "ledger": ledger}
+    write_json_atomic(models / "run.json", out)
+    log.info("session %d: %s %s %.3f (best before: %s) → %s", entry["session"], info["name"], MONITOR,
+             value if value is not None else float("nan"), previous,
+             "promoted into " + str(models) if improved else "not promoted (no improvement)")
+    return entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m train.session", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="train/configs/default.yaml")
+    p.add_argument("--models", type=Path, default=MODELS, help="committed model directory")
+    p.add_argument("--fresh", action="store_true", help="start from random weights (make train FRESH=1)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg, committed = session_config(load_config(a.config, a.set), a.models, a.fresh)
+        from train.train import train  # TensorFlow loads once the config is known to be valid
+
+        run_dir = train(cfg)
+        entry = promote(run_dir, a.models, committed, cfg)
+    except (ConfigError, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(entry, indent=1))
+    print(f"next: git add {a.models} && git commit; make convert (bundle/default from {a.models})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
