@@ -11,8 +11,9 @@ The default model lives in git, not in out/ (which does not survive a session):
 A session warm-starts from models/default (same model config; `--fresh` starts from random weights),
 trains the run out/runs/<config name>-s<N>-<date> (a rerun the same day resumes it after a kill) at
 CONTINUE_LR_SCALE × the config's peak learning rate with a short warm-up, and promotes its best
-checkpoint into models/default only if its validation relief MAE beats the ledger's best (a fresh model of another config is promoted when there is no comparable entry). The
-ledger is written either way, so the curve across sessions is in git. Then commit models/default and run
+checkpoint into models/default only if its validation relief MAE beats the ledger's best (a fresh model
+of another config is promoted when there is no comparable entry). The ledger is written either way, so the
+curve across sessions is in git. Then commit models/default and run
 `make convert` (bundle/default from the committed weights; the manifest records their sha256).
 """
 
