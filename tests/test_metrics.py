@@ -173,6 +173,23 @@ def test_breakdown_bands_hold_each_bona_fide_sample_once(tmp_path):
         assert sum(r["n"] for r in rows) == len(bona)
     axis = [off_axis_deg(reader.intrinsics[s.index], reader.face_box[s.index]) for s in bona]
     band = next(r for r in tables["off_axis"] if r["n"])
-    want = [s.mae_mm for s, a in zip(bona, axis, strict=True) if band["from_deg"] <= a < band["to_deg"]]
+    want = [s.mae_mm for s, a in zip(bona, axis, strict=True) if band["from"] <= a < band["to"]]
     assert band["mae_mm"] == pytest.approx(np.mean(want)) and band["mae_plane_mm"] == 1.0
     assert "| face off the optical axis |" in breakdown_markdown(tables)
+    assert "| face distance |" in breakdown_markdown(tables) and set(tables) >= {"distance"}
+
+
+def test_inner_face_is_the_landmark_hull_within_the_face_and_slope_reads_amplitude():
+    from train.metrics import inner_face, slope
+
+    face = np.zeros((80, 80), bool)
+    face[10:70, 10:70] = True
+    lms = np.array([[20, 20], [60, 20], [60, 60], [20, 60], [40, 40]], np.float32)
+    inner = inner_face(lms, face)
+    assert inner[40, 40] and inner[21, 21] and not inner[15, 15] and not inner[65, 40]
+    assert inner.sum() == pytest.approx(41 * 41, abs=2 * 41)
+    yy, xx = np.mgrid[0:80, 0:80]
+    true = 30.0 * np.exp(-((xx - 40.0) ** 2 + (yy - 40.0) ** 2) / 200.0)
+    assert slope(0.5 * true + 7.0, true, inner) == pytest.approx(0.5)  # half the relief, any offset
+    assert slope(true, true, inner) == pytest.approx(1.0)
+    assert np.isnan(slope(true, np.zeros_like(true), inner))

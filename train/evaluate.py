@@ -56,6 +56,10 @@ class SampleScore:
     top1_face: float
     top3_face: float
     mae_plane_mm: float  # MAE after removing the best-fit plane of the error: shape error without tilt
+    # The inner face (hull of the 68 landmarks within the face mask: brows to chin, no ears or scalp)
+    inner_mae_mm: float = float("nan")  # shift-aligned
+    inner_mae_plane_mm: float = float("nan")  # plane-aligned
+    slope: float = float("nan")  # least-squares slope of predicted on true relief there (1 = true amplitude)
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,9 @@ class GroupMetrics:
     planar_range_p50_mm: float
     planar_range_p95_mm: float
     mae_plane_mm: float  # plane-aligned MAE: how much of mae_mm is head/medium tilt read wrong
+    inner_mae_mm: float = float("nan")  # the same over the inner face (SampleScore)
+    inner_mae_plane_mm: float = float("nan")
+    slope_p50: float = float("nan")  # median over samples of the inner-face amplitude slope
 
     @classmethod
     def of(cls, scores: list[SampleScore]) -> GroupMetrics | None:
@@ -100,7 +107,8 @@ class GroupMetrics:
         return cls(len(scores), mean("mae_mm"), mean("rmse_mm"), mean("delta_1_25"),
                    sum(s.ordinal_correct for s in scores) / pairs if pairs else float("nan"), pairs,
                    mean("mask_iou"), mean("top1"), mean("top3"), mean("top1_face"), mean("top3_face"),
-                   *percentiles("relief_range_mm"), *percentiles("planar_range_mm"), mean("mae_plane_mm"))
+                   *percentiles("relief_range_mm"), *percentiles("planar_range_mm"), mean("mae_plane_mm"),
+                   mean("inner_mae_mm"), mean("inner_mae_plane_mm"), percentiles("slope")[1])
 
 
 @dataclass(frozen=True)
@@ -155,11 +163,14 @@ def score_sample(ex: Example, relief: np.ndarray, prob: np.ndarray, bins: np.nda
     if bins is not None:
         topk = [M.topk_accuracy(bins, ex.bins, k, where) for where in (None, face) for k in (1, 3)]
     t = ex.relief
+    inner = M.inner_face(ex.landmarks, face)
+    inner_aligned = M.shift_align(relief, t, inner)
     score = SampleScore(key[0], key[1], label, M.mae(aligned, t, face), M.rmse(aligned, t, face),
                         M.delta_accuracy(aligned, t, face), 0 if n == 0 else round(acc * n), n,
                         M.iou(prob, face), M.relief_range(relief, face),
                         M.relief_range(relief, face, detrend=True), *topk,
-                        M.mae(M.plane_align(relief, t, face), t, face))
+                        M.mae(M.plane_align(relief, t, face), t, face), M.mae(inner_aligned, t, inner),
+                        M.mae(M.plane_align(relief, t, inner), t, inner), M.slope(relief, t, inner))
     return score, aligned
 
 
@@ -245,6 +256,8 @@ def summary_text(result: EvalResult) -> str:
         if g is None:
             continue
         out.append(f"{name} (n={g.n}): MAE {g.mae_mm:.2f} mm (plane-aligned {g.mae_plane_mm:.2f}), "
+                   f"inner face MAE {g.inner_mae_mm:.2f} mm (plane-aligned {g.inner_mae_plane_mm:.2f}), "
+                   f"slope {g.slope_p50:.3f}, "
                    f"RMSE {g.rmse_mm:.2f} mm, "
                    f"δ<1.25 {g.delta_1_25:.3f}, "
                    f"ordinal {g.ordinal_accuracy:.3f} ({g.ordinal_pairs} pairs), mask IoU {g.mask_iou:.3f}, "
@@ -267,7 +280,9 @@ def write_report(run_dir: Path, dataset: str | None, split: str, out: Path | Non
     sha = sha256_of(Path(dataset) / "index.json")
     if sha != info["dataset"].get("index_sha256"):
         log.warning("%s is not the dataset this run was trained on (index sha256 differs)", dataset)
-    out = Path(out or Path(run_dir) / f"eval-{split}")
+    committed = not (Path(run_dir) / "model.keras").is_file()  # models/default: keep reports out of git
+    default = Path("out/eval") / f"{info['name']}-{split}" if committed else Path(run_dir) / f"eval-{split}"
+    out = Path(out or default)
     out.mkdir(parents=True, exist_ok=True)
     predict = keras_predict_fn(keras_model)
     kw = {"data": cfg.data, "model": cfg.model}
@@ -303,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run_dir", help="run directory (run.json + model.keras)")
     p.add_argument("--dataset", help="dataset directory (default: the one the run was trained on)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--out", help="report directory (default RUN_DIR/eval-SPLIT)")
+    p.add_argument("--out", help="report directory (default RUN_DIR/eval-SPLIT; out/eval/NAME-SPLIT for the "
+                   "committed models/default)")
     p.add_argument("--max-samples", type=int, default=0, help="0 = the whole split")
     p.add_argument("--jitter-samples", type=int, default=256, help="samples per box-jitter level")
     a = p.parse_args(argv)

@@ -80,6 +80,28 @@ def ordinal_accuracy(pred, true, face, landmarks, visible, min_diff: float = ORD
     return (float((np.sign(dp[pairs]) == np.sign(dt[pairs])).mean()) if n else float("nan")), n
 
 
+def inner_face(landmarks: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """The inner face on the grid: the convex hull of the 68 landmarks (brows to chin, no ears, neck or
+    scalp) within the true face mask. The landmarks are grid coordinates (Example.landmarks)."""
+    import cv2
+
+    hull = cv2.convexHull(np.round(landmarks).astype(np.int32))
+    region = np.zeros(face.shape, np.uint8)
+    cv2.fillConvexPoly(region, hull, 1)
+    return region.astype(bool) & face
+
+
+def slope(pred: np.ndarray, true: np.ndarray, mask: np.ndarray) -> float:
+    """Least-squares slope of predicted on true relief over the mask (offset-free): 1 = true amplitude,
+    < 1 = the face comes out shallower than it is."""
+    if mask.sum() < 3:
+        return float("nan")
+    t, p = true[mask].astype(np.float64), pred[mask].astype(np.float64)
+    t, p = t - t.mean(), p - p.mean()
+    var = float((t * t).sum())
+    return float((t * p).sum() / var) if var > 1e-6 else float("nan")
+
+
 def iou(prob: np.ndarray, face: np.ndarray, threshold: float = 0.5) -> float:
     pred = prob > threshold
     union = (pred | face).sum()

@@ -2,12 +2,18 @@
 
 A shard is one `.npz` file (a zip of arrays, readable with `np.load(..., allow_pickle=False)`):
 
-    rgb_jpeg      uint8 (total,)    the frames' JPEG bytes (quality 95), concatenated
+    rgb_jpeg      uint8 (total,)    the frames' JPEG bytes, concatenated (the camera's own JPEG pass
+                                    when it has one, else quality 95: each frame compressed once)
     rgb_offsets   int64 (N+1,)      frame i is rgb_jpeg[rgb_offsets[i]:rgb_offsets[i+1]]
-    dm_blob       uint8 (total,)    zlib(depth float32 crop bytes + mask uint8 crop bytes), concatenated
+    dm_blob       uint8 (total,)    zlib(depth crop + mask uint8 crop bytes), concatenated
     dm_offsets    int64 (N+1,)
     dm_box        int32 (N, 4)      y0, y1, x0, x1 of the crop; depth is 0 and mask 0 outside it,
                                     so the crop stores the exact float32 depth losslessly
+    dm_codec      int32 ()          how the depth crop is laid out: 1 = float32 bytes (shards
+                                    without this field); 2 = each row's float32 bit patterns as
+                                    uint32 differences from the left neighbour (mod 2^32, exact),
+                                    split into 4 byte planes: a smooth surface gives near-constant
+                                    high planes, which compress 2.5x smaller and 3x faster
     image_hw      int32 (2,)        frame height, width (the same for all samples of a dataset)
     landmarks_2d  float32 (N, 68, 2), landmarks_3d float32 (N, 68, 3), landmarks_visible bool (N, 68)
     intrinsics    float32 (N, 3, 3), pose_deg float32 (N, 3), face_box float32 (N, 4)
@@ -32,8 +38,10 @@ import numpy as np
 
 from firmware_app.integrity import sha256_file as sha256_of
 from train.synth.sample import Sample
+from train.synth.sensor import encode_jpeg
 
 JPEG_QUALITY = 95
+DM_CODEC = 2  # see dm_codec above
 _FIELDS = ("landmarks_2d", "landmarks_3d", "landmarks_visible", "intrinsics", "pose_deg", "face_box")
 _DTYPES = {"landmarks_visible": bool}
 
@@ -53,9 +61,20 @@ def _labelled_box(mask: np.ndarray) -> tuple[int, int, int, int]:
 def _pack_depth_mask(sample: Sample) -> tuple[bytes, tuple[int, int, int, int]]:
     labelled = (sample.mask > 0) | (sample.depth_mm > 0)
     y0, y1, x0, x1 = _labelled_box(labelled)
-    depth = np.ascontiguousarray(sample.depth_mm[y0:y1, x0:x1], dtype=np.float32)
+    bits = np.ascontiguousarray(sample.depth_mm[y0:y1, x0:x1], dtype=np.float32).view(np.uint32)
+    diff = bits.copy()
+    diff[:, 1:] -= bits[:, :-1]  # uint32 arithmetic wraps: undone exactly by a cumulative sum
+    planes = diff.view(np.uint8).reshape(*diff.shape, 4).transpose(2, 0, 1)
     mask = np.ascontiguousarray(sample.mask[y0:y1, x0:x1], dtype=np.uint8)
-    return zlib.compress(depth.tobytes() + mask.tobytes(), 1), (y0, y1, x0, x1)
+    return zlib.compress(np.ascontiguousarray(planes).tobytes() + mask.tobytes(), 1), (y0, y1, x0, x1)
+
+
+def _unpack_depth(raw: bytes, codec: int, hw: tuple[int, int]) -> np.ndarray:
+    if codec == 1:
+        return np.frombuffer(raw, np.float32).reshape(hw)
+    planes = np.frombuffer(raw, np.uint8).reshape(4, *hw)
+    diff = np.ascontiguousarray(planes.transpose(1, 2, 0)).view(np.uint32)[..., 0]
+    return np.cumsum(diff, axis=1, dtype=np.uint32).view(np.float32)
 
 
 def _concat(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -70,17 +89,13 @@ def encode_shard(samples: list[Sample]) -> dict[str, np.ndarray]:
     hw = samples[0].depth_mm.shape
     if any(s.depth_mm.shape != hw for s in samples):
         raise ValueError("all samples of a shard must have the same frame size")
-    jpegs = []
-    for s in samples:
-        ok, buf = cv2.imencode(".jpg", s.rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        if not ok:
-            raise RuntimeError("JPEG encoding failed")
-        jpegs.append(buf.tobytes())
+    jpegs = [s.rgb_jpeg or encode_jpeg(cv2.cvtColor(s.rgb, cv2.COLOR_RGB2BGR), JPEG_QUALITY) for s in samples]
     packed = [_pack_depth_mask(s) for s in samples]
     arrays = {}
     arrays["rgb_jpeg"], arrays["rgb_offsets"] = _concat(jpegs)
     arrays["dm_blob"], arrays["dm_offsets"] = _concat([blob for blob, _ in packed])
     arrays["dm_box"] = np.array([box for _, box in packed], np.int32)
+    arrays["dm_codec"] = np.array(DM_CODEC, np.int32)
     arrays["image_hw"] = np.array(hw, np.int32)
     for name in _FIELDS:
         arrays[name] = np.stack([getattr(s, name) for s in samples]).astype(_DTYPES.get(name, np.float32))
@@ -153,6 +168,10 @@ class ShardReader:
     def face_box(self) -> np.ndarray:  # (N, 4) x0, y0, x1, y1
         return self._a["face_box"]
 
+    @property
+    def landmarks_3d(self) -> np.ndarray:  # (N, 68, 3) camera-frame mm
+        return self._a["landmarks_3d"]
+
     def rgb(self, i: int) -> np.ndarray:
         a = self._a
         jpeg = a["rgb_jpeg"][a["rgb_offsets"][i] : a["rgb_offsets"][i + 1]]
@@ -169,15 +188,20 @@ class ShardReader:
         n = (y1 - y0) * (x1 - x0)
         depth = np.zeros((h, w), np.float32)
         mask = np.zeros((h, w), np.uint8)
-        depth[y0:y1, x0:x1] = np.frombuffer(raw[: 4 * n], np.float32).reshape(y1 - y0, x1 - x0)
+        codec = int(a["dm_codec"]) if "dm_codec" in a else 1
+        if codec not in (1, 2):
+            raise CorruptShardError(f"{self.path}: depth codec {codec} is newer than this code; update it")
+        depth[y0:y1, x0:x1] = _unpack_depth(raw[: 4 * n], codec, (y1 - y0, x1 - x0))
         mask[y0:y1, x0:x1] = np.frombuffer(raw[4 * n :], np.uint8).reshape(y1 - y0, x1 - x0)
         return depth, mask
 
     def sample(self, i: int) -> Sample:
         depth, mask = self.depth_and_mask(i)
         fields = {name: self._a[name][i] for name in _FIELDS}
+        a = self._a
         return Sample(
             rgb=self.rgb(i),
+            rgb_jpeg=a["rgb_jpeg"][a["rgb_offsets"][i] : a["rgb_offsets"][i + 1]].tobytes(),
             depth_mm=depth,
             mask=mask,
             identity=int(self._a["identity"][i]),
