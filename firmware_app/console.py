@@ -259,11 +259,12 @@ class LiveView:
         for f in reversed(files):
             try:
                 with open(f, "rb") as fh:
-                    fh.seek(max(0, fh.seek(0, 2) - 65536))
+                    start = max(0, fh.seek(0, 2) - 65536)
+                    fh.seek(start)
                     lines = fh.read().split(b"\n")
             except OSError:
                 continue
-            for line in reversed(lines[1:] if len(lines) > 1 else lines):
+            for line in reversed(lines[1:] if start else lines):  # a tail's first line may be cut
                 try:
                     ev = json.loads(line)
                 except ValueError:

@@ -50,7 +50,7 @@ const P = __PERIOD__, q = new URLSearchParams(location.search), tok = q.get("tok
 const url = (p, x) => p + "?" + (tok ? "token=" + encodeURIComponent(tok) + "&" : "") + (x || "");
 const $ = id => document.getElementById(id);
 let shown = -1, last = null;
-window.__live = {updates: [], polls: 0};
+window.__live = {updates: [], polls: 0, errors: []};
 function load(img, src) {
   return new Promise(done => { const i = new Image();
     i.onload = () => { img.src = src; done(true); }; i.onerror = () => done(false); i.src = src; });
@@ -102,7 +102,11 @@ function track(s) {
   document.body.dataset.state = t ? t.state : "";
   chart(t);
 }
+let shownDecisions = null;
 function decisions(s) {
+  const key = s.decisions.map(d => d.id).join();
+  if (key === shownDecisions) return;  // rebuilt only when a decision arrives (thumbnails load once)
+  shownDecisions = key;
   const ol = $("decisions"); ol.innerHTML = "";
   for (const d of s.decisions) {
     const li = document.createElement("li");
@@ -144,7 +148,10 @@ async function render(s) {
     shown = id; $("wait").style.display = "none";
     document.body.dataset.frame = id; window.__live.updates.push(performance.now());
   }
-  last = s; place(s); track(s); decisions(s); health(s);
+  last = s;
+  for (const part of [place, track, decisions, health]) {
+    try { part(s); } catch (e) { window.__live.errors.push(part.name + ": " + e); }  // one part failing
+  }
 }
 async function tick() {
   const t0 = performance.now();

@@ -184,9 +184,10 @@ class StatusServer:
                     return self._send(401, TEXT, pages.UNAUTHORIZED_TEXT.encode(), head_only)
                 try:
                     code, ctype, body = server.route(url.path, query, accept)
+                    cache = code == 200 and _THUMB.fullmatch(url.path) is not None  # fixed per decision
                 except Exception as e:  # a broken status field must not kill the worker or hang the client
                     log.warning("http %s: %s", url.path, e)
-                    code, ctype, body = 500, TEXT, f"internal error: {e}\n".encode()
+                    code, ctype, body, cache = 500, TEXT, f"internal error: {e}\n".encode(), False
                 if code == 302:
                     keep = f"?{url.query}" if url.query else ""
                     self.send_response(302)
@@ -194,7 +195,7 @@ class StatusServer:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return None
-                return self._send(code, ctype, body, head_only)
+                return self._send(code, ctype, body, head_only, cache)
 
             def do_HEAD(self):  # noqa: N802
                 return self.do_GET(head_only=True)
@@ -204,7 +205,7 @@ class StatusServer:
                 self.send_header("Content-Type", ctype)
                 if code == 401:
                     self.send_header("WWW-Authenticate", 'Bearer realm="facedepth"')
-                self.send_header("Cache-Control", "max-age=86400" if cache else "no-store")
+                self.send_header("Cache-Control", "private, max-age=86400" if cache else "no-store")
                 self.send_header("X-Content-Type-Options", "nosniff")
                 self.send_header("Referrer-Policy", "no-referrer")  # the token may be in the URL
                 if ctype == HTML:

@@ -118,15 +118,15 @@ class Page:
 class Chromium:
     """One headless chromium for a test module; `page()` opens a tab at a URL."""
 
-    def __init__(self, path: str | None = None):
-        self.path = path or chromium_path()
+    def __init__(self, path: str | None = None, prefix: tuple[str, ...] = ()):
+        self.path, self.prefix = path or chromium_path(), list(prefix)  # prefix: e.g. ("nice", "-n", "19")
         self.proc = None
         self._id = 0
 
     def __enter__(self) -> Chromium:
         self.profile = tempfile.mkdtemp(prefix="chromium-")
         self.proc = subprocess.Popen(
-            [self.path, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            [*self.prefix, self.path, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--disable-extensions", "--disable-background-networking", "--mute-audio",
              "--remote-debugging-port=0", f"--user-data-dir={self.profile}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
