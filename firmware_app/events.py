@@ -22,7 +22,9 @@ A hook worker whose loop fails is restarted; a worker that is gone shows in `deg
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
 import time
 import uuid
@@ -33,6 +35,7 @@ from firmware_app.outbox import Cursor, Outbox  # noqa: F401 (Cursor, Outbox: re
 log = logging.getLogger(__name__)
 
 EVENT_SCHEMA = "facedepth-event/1"
+PROBE_BYTES = 4096  # more than an event: room for this means room for the next decision
 
 
 def new_event(kind: str, **fields) -> dict:
@@ -170,20 +173,25 @@ class HookWorker(threading.Thread):
 class Dispatcher:
     """The outbox plus one HookWorker per hook."""
 
-    def __init__(self, outbox: Outbox, hooks: list, retry_s: float = 1.0, retry_max_s: float = 60.0):
+    def __init__(self, outbox: Outbox, hooks: list, retry_s: float = 1.0, retry_max_s: float = 60.0,
+                 probe_s: float = 10.0):
         self.outbox, self.hooks = outbox, hooks
+        self.retry_s, self.probe_s = retry_s, probe_s
         self.stop = threading.Event()
         self._last_prune = 0.0
         self.started = False
         self.dropped = 0  # decisions that could not be persisted (so were never delivered)
         self.append_error = ""  # why the last append failed; '' once one succeeds again
         self._failing_since: float | None = None
+        self._probe_lock = threading.Lock()
+        self._probed = 0.0
         self.workers = [
             HookWorker(h, outbox, self.stop, retry_s, retry_max_s, self._maybe_prune) for h in hooks
         ]
 
     def start(self) -> None:
         self.started = True
+        self._probe()  # a disk that is already full shows before the first decision
         for w in self.workers:
             w.start()
 
@@ -194,23 +202,56 @@ class Dispatcher:
             self.outbox.append(event)
         except (OSError, ValueError) as e:  # ValueError: not strict JSON (NaN) — refused, never half-written
             self.dropped += 1
-            self.append_error = getattr(e, "strerror", None) or str(e)
-            if self._failing_since is None:
-                self._failing_since = time.monotonic()
-                log.error("outbox %s: cannot persist events (%s; %s bytes free): decisions are NOT delivered "
-                          "(the door stays shut) until it can; the events it holds are kept and delivered",
-                          self.outbox.dir, self.append_error, self.outbox.free_bytes())
+            self._failing(getattr(e, "strerror", None) or str(e))
             log.error("%s %s (event %s) not persisted, not delivered: %s", event.get("type", "event"),
                       event.get("decision", ""), event.get("id"), self.append_error)
             return False
-        if self._failing_since is not None:
-            log.warning("outbox %s: persisting again after %.1f s; %d event(s) were dropped meanwhile",
-                        self.outbox.dir, time.monotonic() - self._failing_since, self.dropped)
-            self._failing_since, self.append_error = None, ""
+        self._recovered("persisting again")
         return True
+
+    def _failing(self, error: str) -> None:
+        self.append_error = error
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            log.error("outbox %s: cannot persist events (%s; %s bytes free): decisions are NOT delivered "
+                      "(the door stays shut) until it can; the events it holds are kept and delivered",
+                      self.outbox.dir, error, self.outbox.free_bytes())
+
+    def _recovered(self, how: str) -> None:
+        if self._failing_since is not None:
+            log.warning("outbox %s: %s after %.1f s; %d event(s) were dropped meanwhile", self.outbox.dir,
+                        how, time.monotonic() - self._failing_since, self.dropped)
+            self._failing_since, self.append_error = None, ""
+
+    def _probe(self) -> None:
+        """Write and fsync PROBE_BYTES beside the outbox: a full disk is seen (and its end) without waiting
+        for a decision to fail. Run at start and from degraded() (every probe_s; retry_s while failing)."""
+        with self._probe_lock:
+            self._probed = time.monotonic()
+            path = self.outbox.dir / ".probe"
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                try:
+                    if os.write(fd, b"\0" * PROBE_BYTES) != PROBE_BYTES:
+                        raise OSError(errno.ENOSPC, "No space left on device")
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                self._failing(e.strerror or str(e))
+            else:
+                self._recovered("writable again")
+            finally:
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError:
+                    pass
 
     def degraded(self) -> str:
         """'' when events persist and every hook worker runs; else why not, for /healthz and /status."""
+        every = self.retry_s if self.append_error else self.probe_s
+        if self.started and time.monotonic() - self._probed > every:
+            self._probe()
         why = []
         if self.append_error:
             why.append(f"outbox cannot persist events ({self.append_error}; {self.dropped} dropped): "

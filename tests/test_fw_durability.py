@@ -118,6 +118,18 @@ def test_full_disk_is_a_state_not_a_crash(small_fs):
     assert len(rx.ids()) == len(rx_ids)
 
 
+def test_full_disk_is_seen_without_a_decision_and_so_is_its_end(small_fs):
+    rx = Receiver(secret=SECRET)
+    d = _dispatcher(small_fs, rx)
+    filler = fill(small_fs)
+    d.start()
+    assert "outbox cannot persist events" in d.degraded() and d.dropped == 0
+    filler.unlink()
+    assert _wait(lambda: d.degraded() == "", 5)
+    d.close()
+    rx.close()
+
+
 def test_outbox_append_is_all_or_nothing(small_fs):
     box = Outbox(small_fs / "outbox", fsync=True, segment_bytes=1 << 20)
     box.append(new_event("decision", decision="live"))
@@ -191,7 +203,7 @@ def test_daemon_keeps_running_on_a_full_disk_and_recovers(small_fs, tmp_path):
                                               .synthetic_frames()), "loop": True, "fps": 30, "hold_frames": 2}
     cfg = _config(tmp_path, rx, camera=camera, http={"enabled": True, "port": port},
                   outbox={"dir": str(small_fs / "outbox"), "retry_s": 0.05, "retry_max_s": 0.2})
-    filler = fill(small_fs)
+    filler = fill(small_fs)  # full before the start: degraded before any decision (the start's probe)
     env = {**os.environ, "HOOK_SECRET": SECRET, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "firmware_app", "run", "--config", str(cfg)], cwd=REPO,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -208,4 +220,4 @@ def test_daemon_keeps_running_on_a_full_disk_and_recovers(small_fs, tmp_path):
         _, err = proc.communicate(timeout=20)
         rx.close()
     assert proc.returncode == 0 and "Traceback" not in err, err[-3000:]
-    assert "cannot persist events" in err and "persisting again" in err
+    assert "cannot persist events" in err and ("writable again" in err or "persisting again" in err)
