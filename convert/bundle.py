@@ -5,6 +5,7 @@
     out_dir/
       depth.tflite                        int8 depth network (convert/quantize.py)
       face_detection_short_range.tflite   BlazeFace from the pinned mediapipe wheel (mediapipe_assets.py)
+      face_detection_full_range_sparse.tflite  BlazeFace full range, same wheel and licence (far faces)
       LICENSE.mediapipe                   its Apache-2.0 licence text
       device.example.yaml                 example device config (replay camera), paths relative to the bundle
       manifest.json                       written last, atomically: schema, files + sha256, model I/O and
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 DEPTH_FILE = "depth.tflite"
 DETECTOR_FILE = "face_detection_short_range.tflite"
+FULL_RANGE_FILE = "face_detection_full_range_sparse.tflite"  # firmware_app/face_search.py
 LICENSE_FILE = "LICENSE.mediapipe"
 DEVICE_EXAMPLE = "device.example.yaml"
 
@@ -124,7 +126,8 @@ def make_manifest(out: Path, info: dict, cfg, q: QuantResult, v: VerifyResult, i
                         "macs": int(info["model"]["macs"]), "params": int(info["model"]["params"]),
                         "ops": q.op_counts(), "calibration": {"split": "val", "crops": q.n_calib,
                                                               "distinct_samples": q.distinct_calib_samples}},
-        "detector": {"file": DETECTOR_FILE, "license_file": LICENSE_FILE, "source": source},
+        "detector": {"file": DETECTOR_FILE, "full_range_file": FULL_RANGE_FILE, "license_file": LICENSE_FILE,
+                     "source": source},
         "crop": {"input_size": info["crop"]["input_size"], "grid_size": info["crop"]["grid_size"],
                  "crop_scale": info["crop"]["scale"], "border": info["crop"]["border"],
                  "use_eyes": info["crop"]["use_eyes"]},
@@ -171,12 +174,13 @@ def build_bundle(run_dir, out_dir, *, n_calib: int = DEFAULT_CALIB, dataset=None
         q = dataclasses.replace(q, path=out / DEPTH_FILE)
     finally:
         staged.unlink(missing_ok=True)
-    for src, name in ((models.face_detector, DETECTOR_FILE), (models.license, LICENSE_FILE)):
+    for src, name in ((models.face_detector, DETECTOR_FILE), (models.license, LICENSE_FILE),
+                      (models.face_detector_full_range, FULL_RANGE_FILE)):
         _write_atomic(out / name, Path(src).read_bytes())
     public_key = public_text(load_private_key(signing_key))
     _write_atomic(out / DEVICE_EXAMPLE, device_example(v.liveness.threshold_mm, public_key).encode())
     source = json.loads(Path(models.source).read_text())
-    files = [DEPTH_FILE, DETECTOR_FILE, LICENSE_FILE, DEVICE_EXAMPLE]
+    files = [DEPTH_FILE, DETECTOR_FILE, FULL_RANGE_FILE, LICENSE_FILE, DEVICE_EXAMPLE]
     manifest = _json_safe(make_manifest(out, info, cfg, q, v, index, source, files))
     _write_atomic(out / MANIFEST, (json.dumps(manifest, indent=1, allow_nan=False) + "\n").encode())
     sign_bundle(out, signing_key)

@@ -3,11 +3,12 @@
     python -m convert.mediapipe_assets [--dest out/models/mediapipe] [--cache out/cache/wheels]
 
 `pip download --no-deps` fetches the one pinned wheel (cp311, manylinux x86_64; the .tflite files inside
-are platform independent) into the cache, its sha256 is checked against the pin, and three files are
+are platform independent) into the cache, its sha256 is checked against the pin, and these files are
 extracted into the destination:
 
-    face_detection_short_range.tflite   BlazeFace short range, 128×128 float input (firmware_app.face)
-    face_landmark.tflite                 face mesh, 192×192 → 468 3D points
+    face_detection_short_range.tflite        BlazeFace short range, 128×128 float input (firmware_app.face)
+    face_detection_full_range_sparse.tflite  BlazeFace full range, 192×192 float input (faces up to ~5 m)
+    face_landmark.tflite                     face mesh, 192×192 → 468 3D points
     LICENSE                              the wheel's Apache-2.0 licence text (from its dist-info)
     SOURCE.json                          wheel name + sha256, each file's path inside the wheel + sha256
 
@@ -42,6 +43,9 @@ PIP_TARGET = ["--python-version", "3.11", "--platform", "manylinux_2_17_x86_64"]
 MODEL_MEMBERS = {
     "face_detection_short_range.tflite": "mediapipe/modules/face_detection/face_detection_short_range.tflite",
     "face_landmark.tflite": "mediapipe/modules/face_landmark/face_landmark.tflite",
+    "face_detection_full_range_sparse.tflite": (
+        "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite"
+    ),
 }
 LICENSE_NAME = "LICENSE"
 SOURCE_NAME = "SOURCE.json"
@@ -57,11 +61,17 @@ class MediapipeModels:
     face_landmark: Path  # face_landmark.tflite
     license: Path
     source: Path  # SOURCE.json
+    face_detector_full_range: Path  # face_detection_full_range_sparse.tflite (same wheel, same licence)
 
     @classmethod
     def in_dir(cls, dest: Path) -> MediapipeModels:
-        names = list(MODEL_MEMBERS)
-        return cls(dest / names[0], dest / names[1], dest / LICENSE_NAME, dest / SOURCE_NAME)
+        return cls(
+            dest / "face_detection_short_range.tflite",
+            dest / "face_landmark.tflite",
+            dest / LICENSE_NAME,
+            dest / SOURCE_NAME,
+            dest / "face_detection_full_range_sparse.tflite",
+        )
 
 
 def _is_complete(dest: Path) -> bool:

@@ -71,6 +71,12 @@ class CameraConfig:
         min=1.0,
         max=179.0,
     )
+    colour: str = _f(
+        "rgb",
+        "rgb, or grey for a mono / IR camera: every frame becomes luma in three equal channels "
+        "before detection and the crop (gray is accepted too)",
+        choices=("rgb", "grey", "gray"),
+    )
     read_timeout_s: float = _f(2.0, "a read that takes longer counts as a camera error", min=0.01)
     backoff_s: float = _f(0.5, "first reconnect delay after a camera error; doubles per failure", min=0.0)
     backoff_max_s: float = _f(10.0, "longest reconnect delay", min=0.0)
@@ -78,6 +84,21 @@ class CameraConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
+    model: str = _f(
+        "auto",
+        "BlazeFace model: full_range (faces out to 2 m and beyond; the bundle's detector.full_range_file), "
+        "short_range (to ~70 cm at 640x480, ~2.5x cheaper), auto = full_range when the bundle ships it",
+        choices=("auto", "full_range", "short_range"),
+    )
+    tiles: int = _f(
+        2, "while no face is tracked, also scan one tile of a tiles x tiles grid per frame (far faces); "
+        "0 = off", min=0, max=4,
+    )
+    roi_scale: float = _f(
+        4.0, "while a face is tracked (or a weak box proposed), also detect in a square this many face "
+        "widths around it, with the short-range model; 0 = off", min=0.0, max=20.0,
+    )
+    face_like: bool = _f(True, "drop boxes whose eye, nose and mouth keypoints are not laid out like a face")
     num_threads: int = _f(1, "TFLite threads for BlazeFace", min=1, max=64)
     min_score: float = _f(0.5, "detections below this score are dropped", min=0.0, max=1.0)
     min_face_px: int = _f(40, "faces whose box is narrower (frame pixels) are ignored", min=0)

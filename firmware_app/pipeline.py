@@ -36,6 +36,7 @@ from firmware_app.depth import DepthEstimator, DepthResult
 from firmware_app.events import Dispatcher, Outbox, new_event
 from firmware_app.evidence import EvidenceError, EvidenceModel
 from firmware_app.face import Face, FaceDetector, iou
+from firmware_app.face_search import make_finder
 from firmware_app.liveness import LIVE, Decision, DecisionParams, FrameScorer, LivenessDecider, Score
 from firmware_app.motion import MotionCue, MotionEstimate, MotionParams
 from firmware_app.panels import decision_panel, preview_jpeg
@@ -186,8 +187,7 @@ class Pipeline:
 
     @classmethod
     def from_bundle(cls, bundle, cfg: Config, profiler: Profiler) -> Pipeline:
-        detector_path = getattr(bundle, "detector_model", None) or bundle.detector
-        detector = FaceDetector(detector_path, cfg.detector.num_threads, cfg.detector.min_score)
+        detector = make_finder(bundle, cfg.detector)  # full/short range + region + tiles (face_search.py)
         crop = getattr(bundle, "crop", None)
         lv = cfg.liveness
         threshold = lv.threshold_mm or bundle.liveness_threshold_mm

@@ -157,7 +157,8 @@ def test_bundle_loads_with_metrics_and_threshold(built):
     assert m["version"] == f"tiny-{b.model_sha256[:8]}"
     assert b.model_sha256 == m["files"]["depth.tflite"]["sha256"]
     assert set(m["files"]) == {"depth.tflite", "face_detection_short_range.tflite", "LICENSE.mediapipe",
-                               "device.example.yaml"}
+                               "face_detection_full_range_sparse.tflite", "device.example.yaml"}
+    assert m["detector"]["full_range_file"] == "face_detection_full_range_sparse.tflite"
     assert b.detector.name == "face_detection_short_range.tflite"
     assert m["detector"]["source"]["license"] == "Apache-2.0"
     assert m["training_config"] == json.loads((built["run"] / "run.json").read_text())["config"]

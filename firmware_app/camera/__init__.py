@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from firmware_app.camera.base import Camera, CameraError, EndOfStream, Frame, ReconnectingCamera
+from firmware_app.camera.colour import GREY, GreyCamera
 from firmware_app.config import CameraConfig
 
 __all__ = ["Camera", "CameraError", "EndOfStream", "Frame", "ReconnectingCamera", "make_camera"]
 
 
 def make_camera(cfg: CameraConfig) -> Camera:
+    """The backend `cfg.type` names; its frames made grey when `cfg.colour` is grey (mono and IR cameras)."""
+    camera = _backend(cfg)
+    if cfg.colour in GREY:
+        return GreyCamera(camera)
+    return camera
+
+
+def _backend(cfg: CameraConfig) -> Camera:
     if cfg.type == "replay":
         from firmware_app.camera.replay import ReplayCamera
 

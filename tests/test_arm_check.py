@@ -1,0 +1,42 @@
+"""`make arm-check`'s cheap part (CI): the device requirements resolve to aarch64 cp311 wheels; and its
+comparison of x86 and aarch64 decisions. The emulated run itself takes minutes: `make arm-check`."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from tools import arm_check
+
+
+def test_device_requirements_resolve_to_aarch64_wheels(tmp_path):
+    wheels = arm_check.resolve_wheels(tmp_path / "resolve.json")  # metadata only (needs PyPI)
+    for name in ("numpy", "opencv-python-headless", "pyyaml", "cryptography", "ai-edge-litert"):
+        version, url = wheels[name]
+        assert "aarch64" in url and ("cp311" in url or "abi3" in url), url
+    assert wheels["ai-edge-litert"][0] == "2.3.0"
+    assert int(wheels["numpy"][0].split(".")[0]) >= 2  # ai-edge-litert works with numpy 2 (tflite-runtime does not)
+
+
+def _ev(track, frame, decision, score):
+    return {"type": "decision", "track_id": track, "frame_id": frame, "decision": decision, "score_mm": score}
+
+
+def test_compare_needs_the_same_decisions_and_close_scores():
+    x86 = [_ev(1, 9, "live", 40.0), _ev(2, 30, "spoof", 3.0)]
+    assert arm_check.compare(x86, [_ev(1, 9, "live", 40.4), _ev(2, 30, "spoof", 2.7)]) == []
+    assert "score_mm" in arm_check.compare(x86, [_ev(1, 9, "live", 41.0), _ev(2, 30, "spoof", 3.0)])[0]
+    assert "decisions differ" in arm_check.compare(x86, [_ev(1, 9, "spoof", 40.0), _ev(2, 30, "spoof", 3.0)])[0]
+    assert "decisions differ" in arm_check.compare(x86, x86[:1])[0]
+
+
+def test_daemon_config_is_the_quick_start_without_hooks(tmp_path):
+    path = arm_check.daemon_config(tmp_path, tmp_path / "clip", tmp_path / "bundle")
+    cfg = yaml.safe_load(path.read_text())
+    assert cfg["hooks"] == [] and cfg["outbox"]["dir"] == str(tmp_path / "outbox")
+    assert cfg["camera"]["source"] == str(tmp_path / "clip") and cfg["camera"]["loop"] is False
+    (tmp_path / "outbox").mkdir()
+    lines = [json.dumps(_ev(1, 9, "live", 40.0)), json.dumps({"type": "started"})]
+    (tmp_path / "outbox" / "events-00000001.jsonl").write_text("\n".join(lines) + "\n")
+    assert arm_check.decisions(tmp_path / "outbox") == [_ev(1, 9, "live", 40.0)]

@@ -1,0 +1,1 @@
+"""Developer tools that are neither device nor training code (make arm-check)."""

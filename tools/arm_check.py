@@ -1,0 +1,316 @@
+"""The device side on aarch64, under qemu-user, against x86 on the same inputs (`make arm-check`).
+
+    python -m tools.arm_check [--out out/arm] [--bundle bundle/default] [--clip out/quickstart/clip]
+    python -m tools.arm_check --resolve-only     # the cheap part CI runs: aarch64 wheels resolve
+
+1. qemu-aarch64 10 or newer (bookworm's qemu-user-static 7.2 segfaults in ai-edge-litert's
+   allocate_tensors; bookworm-backports has 10). The interpreter is started through qemu explicitly
+   (`qemu-aarch64-static -L ROOTFS`), so no binfmt registration is needed, nor can a stale one get in
+   the way; the quick start's hook (python3) then runs natively, as a door controller would.
+2. An arm64 Debian bookworm rootfs with Python 3.11, cached in OUT/rootfs: `debootstrap --foreign`
+   downloads the packages and this unpacks them with dpkg-deb (no emulated second stage: ~1 min, not ~10).
+3. requirements/device.txt (+ constraints) as aarch64 cp311 wheels, installed by the host's pip with
+   --platform into OUT/site-<hash> (no emulated pip).
+4. Under emulation: the imports, bundle verification (firmware_app.bundle), --validate-config, the
+   quick-start daemon on the clip (hooks off; its events read from the outbox), and the depth of one
+   crop. The same daemon and crop run on x86; decisions (track, frame, verdict) must be equal, scores
+   within SCORE_TOL_MM and the crop's relief within DEPTH_MEAN_TOL_STEPS on average over the face (both
+   run the same int8 model with XNNPACK, whose x86 and ARM kernels round differently).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PY_VERSION = "3.11"
+# pip matches each platform tag exactly (TOOLCHAIN.md): list the manylinux tags a bookworm (glibc 2.36) takes.
+PLATFORMS = [f"manylinux_2_{m}_aarch64" for m in range(36, 16, -1)] + ["manylinux2014_aarch64"]
+DEBIAN_PACKAGES = "python3.11-minimal,libpython3.11-stdlib,libstdc++6,zlib1g,libexpat1,libffi8,libssl3"
+MIRROR = "http://deb.debian.org/debian"
+SCORE_TOL_MM = 0.5
+# One crop's relief, over the face cells: the two builds of XNNPACK requantise differently, so single
+# cells differ by a few output steps (the int8 relief's scale, 2.2 mm for bundle/default); on average
+# they must agree to within half a step.
+DEPTH_MEAN_TOL_STEPS = 0.5
+QEMU_MIN = 10
+
+
+class ArmCheckError(RuntimeError):
+    """A step failed; the message says which and what to do."""
+
+
+def step(msg: str) -> float:
+    print(f"arm-check: {msg}", flush=True)
+    return time.monotonic()
+
+
+def pip_target_args() -> list[str]:
+    args = ["--only-binary=:all:", "--python-version", PY_VERSION, "--implementation", "cp", "--abi", "cp311"]
+    for p in PLATFORMS:
+        args += ["--platform", p]
+    return args
+
+
+def requirements() -> list[str]:
+    return ["-r", str(REPO / "requirements/device.txt"), "-c", str(REPO / "requirements/constraints.txt")]
+
+
+def resolve_wheels(report: Path) -> dict:
+    """The aarch64 wheels pip would install for the device (metadata only, nothing installed)."""
+    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed",
+           "--disable-pip-version-check", "--target", str(report.parent / "unused"), "--report", str(report),
+           *pip_target_args(), *requirements()]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
+        raise ArmCheckError(f"requirements/device.txt does not resolve to aarch64 cp311 wheels:\n    {tail}")
+    items = json.loads(report.read_text())["install"]
+    return {i["metadata"]["name"].lower(): (i["metadata"]["version"], i["download_info"]["url"])
+            for i in items}  # fmt: skip
+
+
+def find_qemu() -> str:
+    for name in ("qemu-aarch64-static", "qemu-aarch64"):
+        path = shutil.which(name)
+        if not path:
+            continue
+        out = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
+        m = re.search(r"version (\d+)\.", out)
+        if m and int(m.group(1)) >= QEMU_MIN:
+            return path
+    raise ArmCheckError(
+        f"needs qemu-aarch64 {QEMU_MIN} or newer (bookworm's 7.2 segfaults in ai-edge-litert). On Debian "
+        "bookworm: add the bookworm-backports suite to /etc/apt/sources.list.d/ and run "
+        "apt-get install -t bookworm-backports qemu-user-static"
+    )
+
+
+def ensure_rootfs(out: Path) -> Path:
+    root = out / "rootfs"
+    ready = root / ".facedepth-ready"
+    if ready.is_file() and ready.read_text().strip() == DEBIAN_PACKAGES:
+        return root
+    if not shutil.which("debootstrap") or not shutil.which("dpkg-deb"):
+        raise ArmCheckError("needs debootstrap and dpkg-deb: apt-get install debootstrap")
+    if os.geteuid() != 0:
+        raise ArmCheckError("debootstrap must run as root (sudo make arm-check), once; the rootfs is cached")
+    t = step(f"building an arm64 bookworm rootfs in {root} (debootstrap --foreign, then unpack)")
+    archives = root / "var/cache/apt/archives"
+    if not (root / "debootstrap/required").is_file() or not any(archives.glob("*.deb")):
+        shutil.rmtree(root, ignore_errors=True)  # an earlier download that did not finish
+        cmd = ["debootstrap", "--foreign", "--arch=arm64", "--variant=minbase",
+               f"--include={DEBIAN_PACKAGES}", "bookworm", str(root), MIRROR]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        if proc.returncode != 0:
+            raise ArmCheckError(f"debootstrap failed: {(proc.stderr or proc.stdout).strip()[-800:]}")
+    debs = sorted(archives.glob("*.deb"))
+    for deb in debs:  # what the emulated second stage would unpack; no maintainer scripts needed here
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True, timeout=300)
+    if not (root / "usr/bin/python3.11").is_file():
+        raise ArmCheckError(f"{root}: no usr/bin/python3.11 after unpacking {len(debs)} packages")
+    ready.write_text(DEBIAN_PACKAGES + "\n")
+    print(f"  {len(debs)} packages in {time.monotonic() - t:.0f} s", flush=True)
+    return root
+
+
+def ensure_site(out: Path) -> Path:
+    pins = b"".join((REPO / "requirements" / n).read_bytes() for n in ("device.txt", "constraints.txt"))
+    digest = hashlib.sha256(pins).hexdigest()[:12]
+    site = out / f"site-{digest}"
+    if (site / ".facedepth-ready").is_file():
+        return site
+    for old in out.glob("site-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    t = step(f"installing requirements/device.txt as aarch64 cp311 wheels into {site}")
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target",
+           str(site), *pip_target_args(), *requirements()]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise ArmCheckError(f"pip could not install the aarch64 wheels: {(proc.stderr or proc.stdout)[-800:]}"
+                            )  # fmt: skip
+    (site / ".facedepth-ready").write_text(digest + "\n")
+    print(f"  done in {time.monotonic() - t:.0f} s", flush=True)
+    return site
+
+
+class Runner:
+    """Runs `python -c/-m ...` on the host or under qemu with the aarch64 rootfs and wheels."""
+
+    def __init__(self, qemu: str | None = None, rootfs: Path | None = None, site: Path | None = None):
+        self.qemu, self.rootfs, self.site = qemu, rootfs, site
+        self.name = "aarch64" if qemu else "x86_64"
+
+    def __call__(self, args: list[str], env: dict | None = None, timeout: int = 3600) -> str:
+        e = {**os.environ, **(env or {})}
+        if self.qemu:
+            cmd = [self.qemu, "-L", str(self.rootfs), str(self.rootfs / "usr/bin/python3.11"), *args]
+            e["PYTHONPATH"] = os.pathsep.join([str(REPO), str(self.site)])
+            e["PYTHONNOUSERSITE"] = "1"
+        else:
+            cmd = [sys.executable, *args]
+            e["PYTHONPATH"] = str(REPO)
+        proc = subprocess.run(cmd, cwd=REPO, env=e, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-10:])
+            what = " ".join(args[:3])
+            raise ArmCheckError(f"{self.name}: python {what} … exited {proc.returncode}:\n    {tail}")
+        return proc.stdout
+
+
+PROBE = (
+    "import platform, sys, numpy, cv2, yaml, ai_edge_litert, cryptography\n"
+    "print(platform.machine(), sys.version.split()[0], 'numpy', numpy.__version__, 'cv2', cv2.__version__)\n"
+)
+DEPTH_OF_ONE_CROP = (
+    "import json, sys, cv2, numpy as np\n"
+    "from firmware_app.bundle import load_bundle\n"
+    "from firmware_app.depth import DepthEstimator\n"
+    "b = load_bundle(sys.argv[1])\n"
+    "rgb = cv2.imread(sys.argv[2])[..., ::-1]\n"
+    "h, w = rgb.shape[:2]; s = min(h, w)\n"
+    "crop = cv2.resize(np.ascontiguousarray(rgb[(h - s) // 2:(h + s) // 2, (w - s) // 2:(w + s) // 2]),\n"
+    "                  (b.crop.input_size, b.crop.input_size), interpolation=cv2.INTER_AREA)\n"
+    "r = DepthEstimator(b.depth_model, 1).predict(crop)\n"
+    "print(json.dumps({'relief': r.relief_mm.round(4).tolist(), 'face': r.face_prob.round(4).tolist()}))\n"
+)
+
+
+def relief_scale(bundle: Path) -> float:
+    outputs = json.loads((bundle / "manifest.json").read_text())["depth_model"]["outputs"]
+    return float(next(o["scale"] for o in outputs if o["name"] == "relief"))
+
+
+def compare_depth(x86: dict, arm: dict, scale: float, name: str) -> str:
+    """'' when the aarch64 relief of one crop agrees with x86 on the face cells; else the problem."""
+    a, b = np.array(x86["relief"]), np.array(arm["relief"])
+    face = np.array(x86["face"]) > 0.5
+    if face.sum() < 10:
+        face = np.ones_like(face)
+    diff, grid = np.abs(a - b)[face] / scale, np.abs(a - b).mean() / scale
+    print(f"  {name}: |Δ relief| over {int(face.sum())} face cells: mean {diff.mean():.2f}, "
+          f"max {diff.max():.0f} output steps of {scale:.2f} mm (whole grid: mean {grid:.2f}); "
+          f"tolerance: mean ≤ {DEPTH_MEAN_TOL_STEPS}", flush=True)  # fmt: skip
+    if diff.mean() > DEPTH_MEAN_TOL_STEPS:
+        return f"one crop's relief differs by {diff.mean():.2f} steps on average (> {DEPTH_MEAN_TOL_STEPS})"
+    return ""
+
+
+def daemon_config(out_dir: Path, clip: Path, bundle: Path) -> Path:
+    """The quick start's config with its own outbox, no hooks, no panels."""
+    cfg = yaml.safe_load((REPO / "firmware_app/configs/quickstart.yaml").read_text())
+    cfg["camera"]["source"] = str(clip.resolve())
+    cfg["depth"]["bundle"] = str(bundle.resolve())
+    cfg["outbox"] = {"dir": str((out_dir / "outbox").resolve()), "drain_timeout_s": 0}
+    cfg["hooks"] = []
+    cfg.setdefault("liveness", {})["save_depth_dir"] = ""
+    path = out_dir / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def decisions(outbox: Path) -> list[dict]:
+    lines = [line for seg in sorted(outbox.glob("events-*.jsonl")) for line in seg.read_text().splitlines()]
+    events = [json.loads(line) for line in lines if line.strip()]
+    return [e for e in events if e.get("type", "decision") == "decision" and "decision" in e]
+
+
+def run_daemon(run: Runner, out: Path, clip: Path, bundle: Path) -> tuple[list[dict], float]:
+    d = out / run.name
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    config = daemon_config(d, clip, bundle)
+    run(["-m", "firmware_app", "run", "--config", str(config), "--validate-config"])
+    t = time.monotonic()
+    run(["-m", "firmware_app", "run", "--config", str(config)])
+    return decisions(d / "outbox"), time.monotonic() - t
+
+
+def compare(x86: list[dict], arm: list[dict]) -> list[str]:
+    """Problems (empty = the same decisions, scores within tolerance)."""
+    key = ("track_id", "frame_id", "decision")
+    if [tuple(e.get(k) for k in key) for e in x86] != [tuple(e.get(k) for k in key) for e in arm]:
+        return [f"decisions differ: x86 {[tuple(e.get(k) for k in key) for e in x86]} vs "
+                f"aarch64 {[tuple(e.get(k) for k in key) for e in arm]}"]  # fmt: skip
+    problems = []
+    for a, b in zip(x86, arm, strict=True):
+        for k in ("score_mm", "relief_range_mm"):
+            if isinstance(a.get(k), (int, float)) and isinstance(b.get(k), (int, float)):
+                if abs(a[k] - b[k]) > SCORE_TOL_MM:
+                    problems.append(f"track {a['track_id']}: {k} {a[k]} vs {b[k]} (> {SCORE_TOL_MM} mm)")
+    return problems
+
+
+def full_check(out: Path, bundle: Path, clip: Path, key: str) -> int:
+    t0 = time.monotonic()
+    if not (bundle / "manifest.json").is_file():
+        raise ArmCheckError(f"no release bundle at {bundle}; build one (make convert) or pass --bundle")
+    frames = sorted(clip.glob("*.png")) if clip.is_dir() else []
+    if not frames:
+        raise ArmCheckError(f"no clip frames in {clip}; render them with make qs-clip")
+    qemu = find_qemu()
+    rootfs, site = ensure_rootfs(out), ensure_site(out)
+    arm, x86 = Runner(qemu, rootfs, site), Runner()
+    step(f"emulated interpreter: {arm(['-c', PROBE]).strip()}  (qemu {qemu})")
+    t = step(f"bundle verification on aarch64: python -m firmware_app.bundle {bundle} --trusted-key {key}")
+    verified = arm(["-m", "firmware_app.bundle", str(bundle), "--trusted-key", key]).strip()
+    print("  " + verified.replace("\n", "\n  "), flush=True)
+    step(f"  {time.monotonic() - t:.0f} s; depth of one crop (the clip's middle frame, centre square)")
+    frame = frames[len(frames) // 2]
+    depth = {r.name: json.loads(r(["-c", DEPTH_OF_ONE_CROP, str(bundle), str(frame)]).splitlines()[-1])
+             for r in (x86, arm)}  # fmt: skip
+    depth_problem = compare_depth(depth["x86_64"], depth["aarch64"], relief_scale(bundle), frame.name)
+    step(f"the quick-start daemon on {clip} ({len(frames)} frames), x86 then aarch64 (each after "
+         "--validate-config)")
+    ref, t_x86 = run_daemon(x86, out, clip, bundle)
+    got, t_arm = run_daemon(arm, out, clip, bundle)
+    for name, evs, secs in (("x86_64", ref, t_x86), ("aarch64", got, t_arm)):
+        summary = ", ".join(f"track {e.get('track_id')} {e.get('decision')} at frame {e.get('frame_id')} "
+                            f"score {e.get('score_mm')}" for e in evs) or "no decision"  # fmt: skip
+        print(f"  {name:8s} {secs:6.0f} s: {summary}", flush=True)
+    problems = compare(ref, got)
+    if depth_problem:
+        problems.append(depth_problem)
+    if not ref:
+        problems.append("x86 made no decision on the clip: nothing to compare")
+    verdict = "FAILED: " + "; ".join(problems) if problems else "OK: same decisions as x86"
+    step(f"{verdict} (total {time.monotonic() - t0:.0f} s)")
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.arm_check", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=REPO / "out/arm")
+    parser.add_argument("--bundle", type=Path, default=REPO / "bundle/default")
+    parser.add_argument("--clip", type=Path, default=REPO / "out/quickstart/clip")
+    parser.add_argument("--trusted-key", default=str(REPO / "keys/dev/signing.pub"),
+                        help="public key the bundle is signed with (default: the development key)")
+    parser.add_argument("--resolve-only", action="store_true", help="only: do the aarch64 wheels resolve?")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        if args.resolve_only:
+            wheels = resolve_wheels(args.out / "resolve.json")
+            for name, (version, url) in sorted(wheels.items()):
+                print(f"  {name:24s} {version:12s} {url.rsplit('/', 1)[-1]}")
+            return 0
+        return full_check(args.out, args.bundle, args.clip, args.trusted_key)
+    except ArmCheckError as e:
+        print(f"arm-check: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
