@@ -42,7 +42,8 @@ image-rendering:pixelated;flex:none}#legend{display:flex;gap:.3em}#legend .bar{w
 li{display:flex;gap:.6em;align-items:center;padding:.25em 0;border-top:1px solid #2a2f35}
 li img{width:120px;height:60px;object-fit:cover;object-position:left;background:#000;border-radius:3px}
 table{border-collapse:collapse;font-size:.9em}td{padding:.1em .6em .1em 0}
-@media (max-width:700px){body{font-size:17px}main{padding:.4em}#depth{width:150px;height:150px}}
+@media (max-width:700px){body{font-size:17px}main{padding:.4em}aside{flex-basis:100%}
+#depth{width:150px;height:150px}}
 """
 
 _JS = """
