@@ -141,7 +141,10 @@ class LivenessConfig:
         min=0.01,
     )
     min_frames: int = _f(3, "scored frames a track needs before it can be decided live", min=2)
-    min_mean_llr: float = _f(0.5, "live also needs the track's mean frame evidence to reach this", min=0.0)
+    min_mean_llr: float = _f(
+        1.0, "live also needs the track's mean frame evidence to reach this (frames are not independent)",
+        min=0.0,
+    )
     timeout_s: float = _f(3.0, "undecided (door stays shut) when a track is not decided within this", min=0.1)
     motion: bool = _f(True, "use the motion cue (a flat medium moves as a plane) along each track")
     save_depth_dir: str = _f("", "write each decision's depth colour map here (PNG); '' = off")

@@ -86,7 +86,7 @@ class DecisionParams:
     bpcer_target: float = 0.01
     frame_llr_max: float = 1.5
     min_frames: int = 3
-    min_mean_llr: float = 0.5
+    min_mean_llr: float = 1.0
     timeout_s: float = 3.0
 
     @property
@@ -158,9 +158,10 @@ class TrackEvidence:
             verdict, reason = SPOOF, f"evidence {llr:.2f} reached the spoof bound {p.spoof_bound:.2f}"
         elif elapsed >= p.timeout_s:
             verdict = UNDECIDED
-            reason = (f"no decision within {p.timeout_s:g} s: evidence {llr:.2f} between the bounds "
-                      f"{p.spoof_bound:.2f} and {p.live_bound:.2f} after {self.frames} scored frame(s)"
-                      + (f", mean frame LLR {mean:.2f} < {p.min_mean_llr:g}" if llr >= p.live_bound else ""))
+            where = (f"evidence {llr:.2f} past the live bound {p.live_bound:.2f} but the mean frame LLR "
+                     f"{mean:.2f} < {p.min_mean_llr:g}" if llr >= p.live_bound else
+                     f"evidence {llr:.2f} between the bounds {p.spoof_bound:.2f} and {p.live_bound:.2f}")
+            reason = f"no decision within {p.timeout_s:g} s: {where} after {self.frames} scored frame(s)"
         else:
             return None
         self.verdict = verdict
@@ -187,6 +188,10 @@ class LivenessDecider:
     def add(self, track_id: int, t: float, score: Score | None,
             motion: MotionEstimate | None = None) -> Decision | None:
         return self.track(track_id, t).add(t, score, motion)
+
+    def verdict(self, track_id: int) -> str | None:
+        ev = self._tracks.get(track_id)
+        return ev.verdict if ev is not None else None
 
     def keep_only(self, track_ids) -> None:
         for tid in set(self._tracks) - set(track_ids):

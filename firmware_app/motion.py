@@ -2,8 +2,9 @@
 
 Between a key frame and the current frame of one track, a few dozen corners inside the face
 (cv2.goodFeaturesToTrack on the inner part of the key frame's face box) are tracked with pyramidal
-Lucas–Kanade and kept only when tracking back lands within FB_MAX_PX of where they started. The face
-region is rescaled so the face box is NORM_PX wide: every distance below is in those pixels.
+Lucas–Kanade and kept only when tracking back lands within FB_MAX_PX of where they started; when fewer
+than MIN_KEPT of them survive (a dark, low-contrast face gives noise corners) the cue abstains. The
+face region is rescaled so the face box is NORM_PX wide: every distance below is in those pixels.
 
   shift  median displacement of the corners. Below `min_shift_px` nothing can be told: the cue abstains
          and keeps its key frame, so slow motion accumulates (for up to MAX_KEY_AGE frames).
@@ -12,6 +13,7 @@ region is rescaled so the face box is NORM_PX wide: every distance below is in t
          the synthetic clips); a head that turns, nods or just moves shows parallax between nose, cheeks
          and ears (0.15–1 px for a 20 mm shift or a few degrees of turn at 400–650 mm).
 
+A residual above MAX_RATIO of the shift is tracking error, not parallax: the cue abstains. Otherwise
 LLR = slope · ln(r_hom / r0), clipped to [-max_neg · min(1, shift / full_shift_px), +max_pos]: the
 larger the motion, the more a plane-like residual says "plane". The positive side is capped low on
 purpose: a screen replaying a video of a moving head shows non-planar motion too, and poor light
@@ -31,6 +33,8 @@ MAX_UPSCALE = 2.0
 MIN_POINTS = 12
 FB_MAX_PX = 0.5
 RANSAC_PX = 0.5
+MIN_KEPT = 0.6  # of the corners found, this share must track forward and back consistently
+MAX_RATIO = 0.5  # a homography residual above this share of the shift is tracking error, not parallax
 MAX_KEY_AGE = 10  # frames a key frame may wait for enough motion
 INNER = 0.7  # corners come from the central 70 % of the face box (no background, no hair edge)
 
@@ -79,7 +83,7 @@ def planarity(grey0: np.ndarray, grey1: np.ndarray, mask: np.ndarray, max_corner
     fb = np.linalg.norm((back - pts)[:, 0], axis=1)
     ok = (st.ravel() == 1) & (st_b.ravel() == 1) & (fb < FB_MAX_PX)
     p0, p1 = pts[ok, 0].astype(np.float64), p1[ok, 0].astype(np.float64)
-    if len(p0) < MIN_POINTS:
+    if len(p0) < max(MIN_POINTS, MIN_KEPT * len(pts)):  # mostly noise corners (a dark, flat face): no say
         return int(len(p0)), float("nan"), float("nan")
     hom, _ = cv2.findHomography(p0, p1, cv2.RANSAC, RANSAC_PX)
     return int(len(p0)), float(np.median(np.linalg.norm(p1 - p0, axis=1))), _median_residual(p0, p1, hom)
@@ -112,12 +116,14 @@ class MotionCue:
         self._age += 1
         if not np.isfinite(r_hom):
             self._key, self._age = (rgb, box), 0
-            return MotionEstimate(None, "too few trackable points", n)
+            return MotionEstimate(None, "too few consistent tracks", n)
         if shift < self.p.min_shift_px:
             if self._age >= MAX_KEY_AGE:
                 self._key, self._age = (rgb, box), 0
             return MotionEstimate(None, "motion too small", n, shift, r_hom)
         self._key, self._age = (rgb, box), 0
+        if r_hom > MAX_RATIO * shift:
+            return MotionEstimate(None, "tracking inconsistent", n, shift, r_hom)
         return MotionEstimate(motion_llr(shift, r_hom, self.p), "", n, shift, r_hom)
 
     @staticmethod

@@ -148,6 +148,10 @@ class LivenessStage:
     def __init__(self, scorer: FrameScorer, decider: LivenessDecider):
         self.scorer, self.decider = scorer, decider
 
+    def decided(self, track_id: int) -> bool:
+        """This track's verdict is in: later frames change nothing (the motion cue can rest)."""
+        return self.decider.verdict(track_id) is not None
+
     def process(self, track_id: int, depth: DepthResult, t: float,
                 motion: MotionEstimate | None = None) -> LivenessResult:
         self.decider.keep_only([track_id])
@@ -221,7 +225,7 @@ class Pipeline:
         with self.profiler.stage("depth"):
             depth = self.depth.predict(crop.input)
         motion = None
-        if self.motion is not None:
+        if self.motion is not None and not self.liveness.decided(face.track_id):
             with self.profiler.stage("motion"):
                 motion = self.motion.process(face.track_id, frame.rgb, face)
         with self.profiler.stage("liveness"):

@@ -77,7 +77,8 @@ def test_an_attack_that_leans_a_little_live_waits_into_undecided():
     out = [dec.add(7, 0.1 * k, _score(0.3), MotionEstimate(None, "motion too small")) for k in range(31)]
     decided = [d for d in out if d is not None]
     assert len(decided) == 1 and decided[0].decision == UNDECIDED and decided[0].elapsed_s >= 3.0
-    assert "no decision within 3 s" in decided[0].reason and "mean frame LLR" in decided[0].reason
+    reason = decided[0].reason
+    assert "no decision within 3 s" in reason and "but the mean frame LLR 0.30 < 1" in reason
     unscored = LivenessDecider(DecisionParams(timeout_s=0.5))
     res = [unscored.add(1, 0.1 * k, None) for k in range(6)]  # too little face: never helps
     assert res[-1].decision == UNDECIDED and res[-1].unscored == 6 and res[-1].frames == 0
@@ -263,3 +264,37 @@ def test_v1_bundle_runs_with_the_threshold_fallback(tmp_path):
     assert {"plane_range", "bias"} == set(scored[0].score.contributions)
     assert sum(r.liveness.decision is not None for r in results) <= 1
     assert {"detect", "motion", "liveness"} <= set(pipe.profiler.summary()["stages"])
+
+
+# ---------------------------------------------------------------------------------------- door benchmark
+
+
+def test_door_plan_covers_every_kind_and_clips_render(tmp_path):
+    from train.synth.door_clip import KINDS, DoorClip, door_plan, render_door_clip
+
+    plan = door_plan(len(KINDS) + 2)
+    assert {(c.label, c.motion) for c in plan} == set(KINDS) and len({c.name for c in plan}) == len(plan)
+    labels = render_door_clip(tmp_path / "c", DoorClip("replay_phone", "handheld", 3), 0.3, 10, (160, 120))
+    assert sorted(labels) == ["frame_0000.png", "frame_0001.png", "frame_0002.png"]
+    assert set(labels.values()) == {"replay_phone"}
+    meta = json.loads((tmp_path / "c" / "clip.json").read_text())
+    assert meta["motion"] == "handheld" and meta["frames"] == 3
+    a, b = (cv2.imread(str(tmp_path / "c" / n)) for n in ("frame_0000.png", "frame_0002.png"))
+    assert a.shape == (120, 160, 3) and np.abs(a.astype(int) - b.astype(int)).mean() > 0.5  # it moves
+
+
+def test_bench_intervals_and_outcomes():
+    from convert.bench_liveness import clip_outcome, quantile_ci, wilson
+
+    lo, hi = wilson(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-3)
+    assert wilson(5, 10)[0] == pytest.approx(0.2366, abs=1e-3)
+    est, lo, hi = quantile_ci(np.arange(1, 101) / 10, 0.5)
+    assert lo < est < hi and est == pytest.approx(5.05)
+    assert np.isnan(quantile_ci([1.0, 2.0], 0.95)[2])  # two clips cannot bound a p95
+    live = {"first_face": 4, "decisions": [{"frame": 9, "decision": "live"}]}
+    assert clip_outcome("bona_fide", live, 10, 3.0) == {"error": False, "time_s": pytest.approx(0.6)}
+    assert clip_outcome("print_flat", live, 10, 3.0)["error"]
+    late = {"first_face": 0, "decisions": [{"frame": 40, "decision": "live"}]}
+    assert clip_outcome("bona_fide", late, 10, 3.0)["error"]
+    assert clip_outcome("bona_fide", {"first_face": None, "decisions": []}, 10, 3.0)["error"]

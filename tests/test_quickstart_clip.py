@@ -95,7 +95,9 @@ def test_quickstart_config_runs_the_clip_once_and_its_hook_prints_a_line(clip_di
     assert cfg.outbox.dir == f"{tmp_path}/state/outbox"
     (hook,) = cfg.hooks
     (tmp_path / "state").mkdir()
-    event = {"frame_id": 13, "track_id": 2, "decision": "spoof", "score_mm": 3.3, "threshold_mm": 9.4}
+    evidence = {"llr": -4.9, "spoof_bound": -4.61, "live_bound": 4.61, "frames": 5}
+    event = {"frame_id": 13, "track_id": 2, "decision": "spoof", "evidence": evidence}
     subprocess.run(hook.argv, input=json.dumps(event).encode(), check=True, timeout=30)
     line = (tmp_path / "state" / "decisions.txt").read_text()
-    assert line == "frame   13  track   2  spoof  score    3.3 mm (threshold 9.4)  truth print_flat\n"
+    assert line == ("frame   13  track   2  spoof      evidence  -4.90 (bounds -4.61 / +4.61)  after 5 "
+                    "frames (0.5 s of clip at 10 frames/s)  truth print_flat\n")

@@ -1,6 +1,7 @@
 """A short synthetic replay clip for the daemon: a bona fide person, then a print and a screen attack.
 
     python -m train.synth.clip --out out/quickstart/clip --seconds 4 --fps 10 --seed 0 [--size 640x480]
+                               [--walk-in-s 1.5]
 
     out/
       frame_0000.png ...  RGB frames; names sort in time order (the replay camera reads an image folder
@@ -11,7 +12,9 @@
 The clip is three segments, each one continuous shot of one scene:
 
   1. bona fide: one identity turning its head a little (yaw and pitch eased between two poses about the
-     neck pivot; camera, expression, lighting, background, clothing and sensor settings fixed);
+     neck pivot; camera, expression, lighting, background, clothing and sensor settings fixed); with
+     --walk-in-s, the segment first shows the person walking up from WALK_FROM_MM to that pose (eased,
+     in that many extra seconds of frames, at the starting head pose);
   2. PRINT: the empty scene for GAP frames, then a photo of the same identity printed on paper is held
      up, drifting slightly in the hand;
   3. SCREEN: the same with the photo shown on a tablet.
@@ -75,6 +78,7 @@ HEAD_TURN_DEG = ((6.0, 14.0), (3.0, 7.0))  # yaw, pitch change over a bona fide 
 MIN_ATTACK_FACE = 0.15  # shown face's landmark width / frame width: held up to be seen, as attackers do
 ATTACK_ATTEMPTS = 8
 DRIFT = {"shift": 0.03, "angle_deg": 3.0, "scale": 0.04}  # largest attack drift over a segment
+WALK_FROM_MM = 2000.0  # where --walk-in-s starts the person (camera distance of the head pivot)
 
 
 @dataclass(frozen=True)
@@ -124,14 +128,20 @@ def _sign(rng: np.random.Generator) -> float:
     return float(rng.choice([-1.0, 1.0]))
 
 
-def bona_fide_frames(cfg: GeneratorConfig, identity: Identity, camera: Camera, seed: int, k: int, n: int):
-    """Linear-light frames of the identity turning its head; everything else fixed."""
+def bona_fide_frames(cfg: GeneratorConfig, identity: Identity, camera: Camera, seed: int, k: int, n: int,
+                     walk: int = 0):
+    """Linear-light frames of the identity (walking up for `walk` frames, then) turning its head;
+    everything else fixed."""
     motion = _rng(seed, k, 1)
     start = sample_pose(cfg, camera, motion)
     d_yaw = _sign(motion) * motion.uniform(*HEAD_TURN_DEG[0])
     d_pitch = _sign(motion) * motion.uniform(*HEAD_TURN_DEG[1])
-    for s in _ease(n):
-        pose = HeadPose(start.yaw + s * d_yaw, start.pitch + s * d_pitch, start.roll, start.pivot_cam)
+    far = WALK_FROM_MM / max(float(start.pivot_cam[2]), 1.0)
+    walk_in = [(start.yaw, start.pitch, start.pivot_cam * (far + (1.0 - far) * s))
+               for s in (_ease(walk) if walk else [])]
+    turn = [(start.yaw + s * d_yaw, start.pitch + s * d_pitch, start.pivot_cam) for s in _ease(n)]
+    for yaw, pitch, pivot in walk_in + turn:
+        pose = HeadPose(yaw, pitch, start.roll, pivot)
         # The same scene draws every frame: expression, lighting, material, clothing, background.
         img, _, _ = render_bona_fide(cfg, identity, camera, _rng(seed, k, 2, 0), pose)
         yield img
@@ -178,10 +188,12 @@ def attack_frames(cfg: GeneratorConfig, identity: Identity, camera: Camera, kind
 
 
 def render_clip(out: Path, seconds: float, fps: float, seed: int = 0, size: tuple[int, int] = (640, 480),
-                log=print) -> dict[str, str]:
+                log=print, walk_in_s: float = 0.0) -> dict[str, str]:
     """Write the frames and labels.json into out; returns the labels (frame file → label)."""
     n_frames = int(round(seconds * fps))
-    segments = plan_segments(n_frames)
+    walk = int(round(walk_in_s * fps))
+    segments = [replace(s, first=s.first + walk if i else s.first, n=s.n + walk if not i else s.n)
+                for i, s in enumerate(plan_segments(n_frames))]
     width, height = size
     cfg = replace(CLIP_CONFIG, height=height, width=width)
     identity = make_identity(seed, _rng(seed, 0, 0))
@@ -193,7 +205,7 @@ def render_clip(out: Path, seconds: float, fps: float, seed: int = 0, size: tupl
         camera = sample_camera(_rng(seed, k, 0), (height, width), cfg.hfov_deg)
         sensor = sample_sensor(_rng(seed, k, 3))
         frames = (
-            bona_fide_frames(cfg, identity, camera, seed, k, seg.n)
+            bona_fide_frames(cfg, identity, camera, seed, k, seg.n - walk, walk)
             if seg.label == BONA_FIDE
             else attack_frames(cfg, identity, camera, seg.label, seed, k, seg.n, seg.gap)
         )
@@ -241,6 +253,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=_positive_float, default=10.0, help="frames per second of clip time")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=_size, default=(640, 480), help="WIDTHxHEIGHT (default: 640x480)")
+    p.add_argument("--walk-in-s", type=float, default=0.0,
+                   help=f"the bona fide person first walks up from {WALK_FROM_MM / 1000:g} m for this long "
+                        "(extra frames; 0 = off)")
     return p
 
 
@@ -252,10 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --seconds × --fps gives {n} frames; a clip needs {min_frames()}", file=sys.stderr)
         return 2
     width, height = args.size
+    n += int(round(max(args.walk_in_s, 0.0) * args.fps))  # the walk-in frames come on top
     print(f"{args.out}: rendering {n} frames at {width}x{height} (seed {args.seed})", flush=True)
     try:
         render_clip(args.out, args.seconds, args.fps, args.seed, args.size,
-                    log=lambda line: print(line, flush=True))
+                    log=lambda line: print(line, flush=True), walk_in_s=max(args.walk_in_s, 0.0))
     except AssetsMissingError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

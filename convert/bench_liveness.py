@@ -1,0 +1,236 @@
+"""Door benchmark: synthetic door clips through the daemon's own pipeline; clip APCER/BPCER, time to decision.
+
+    python -m convert.bench_liveness --bundle bundle/default --clips 300 [--config door.yaml]
+                                                                        (make bench-liveness CLIPS=300)
+
+Clips (train/synth/door_clip.py, identities and attack photos unseen in training): bona fide walking up
+from ~2 m, standing, turning; every attack type hand-held and static. Each clip is replayed through the
+replay camera into `Pipeline.from_bundle` (the daemon's detector, crop, depth, motion and liveness
+stages, with the config's liveness settings), one fresh pipeline per clip. Frame timestamps are the
+clip's own (frame / fps), so the decision's timeout runs in clip time, as on a 10 frames/s camera,
+however fast this machine replays.
+
+Per clip: an attack clip is accepted if any frame is decided `live` (clip APCER); a bona fide clip is
+rejected if no `live` comes within `--window-s` (3 s) of the first frame with a detected face, or if
+the face is never detected (clip BPCER); time to decision = frames from first detection to the live
+decision / fps. Rates carry Wilson 95 % intervals; p50/p95 times carry distribution-free (order
+statistic) 95 % intervals. Writes summary.json, trajectories.png (each clip's accumulated evidence
+against clip time, with the bounds) and the rendered clips (reused when present) under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from firmware_app.camera import EndOfStream, Frame, make_camera
+from firmware_app.config import CameraConfig, Config, load_config
+from firmware_app.liveness import LIVE
+from firmware_app.pipeline import Pipeline
+from firmware_app.profiling import Profiler
+
+log = logging.getLogger(__name__)
+Z95 = 1.959964
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of k successes in n trials."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def quantile_ci(values, q: float) -> tuple[float, float, float]:
+    """(estimate, low, high): the q-quantile and its 95 % order-statistic interval (NaN where n is short)."""
+    from scipy.stats import binom
+
+    x = np.sort(np.asarray(values, np.float64))
+    n = len(x)
+    if n == 0:
+        return (math.nan, math.nan, math.nan)
+    lo, hi = int(binom.ppf(0.025, n, q)), int(binom.ppf(0.975, n, q)) + 1  # 1-based ranks
+    est = float(np.quantile(x, q))
+    return (est, float(x[lo - 1]) if lo >= 1 else math.nan, float(x[hi - 1]) if hi <= n else math.nan)
+
+
+def run_clip(clip_dir: Path, bundle, cfg: Config, fps: float) -> dict:
+    """Replay one clip through a fresh pipeline; the per-frame trajectory and the decisions."""
+    cam_cfg = replace(cfg.camera, type="replay", source=str(clip_dir), loop=False, fps=0.0, hold_frames=1)
+    cfg = replace(cfg, camera=cam_cfg)
+    pipe = Pipeline.from_bundle(bundle, cfg, Profiler())
+    camera = make_camera(cam_cfg)
+    camera.open()
+    traj, decisions, first_face = [], [], None
+    try:
+        while True:
+            try:
+                frame = camera.read()
+            except EndOfStream:
+                break
+            k = len(traj)
+            r = pipe.process(Frame(frame.rgb, k / fps, k))  # clip time: the timeout counts as at `fps`
+            if r.face is not None and first_face is None:
+                first_face = k
+            traj.append(r.liveness.llr if r.liveness else math.nan)
+            if r.decision:
+                decisions.append({"frame": k, "decision": r.decision.decision, "track": r.decision.track_id,
+                                  "llr": round(r.decision.llr, 3), "reason": r.decision.reason,
+                                  "contributions": r.decision.contributions})
+    finally:
+        camera.close()
+    return {"first_face": first_face, "decisions": decisions, "trajectory": traj,
+            "motion_ms": pipe.profiler.summary()["stages"].get("motion", {}).get("p50_ms")}
+
+
+def clip_outcome(label: str, res: dict, fps: float, window_s: float) -> dict:
+    lives = [d["frame"] for d in res["decisions"] if d["decision"] == LIVE]
+    k0 = res["first_face"]
+    if label != "bona_fide":
+        return {"error": bool(lives), "time_s": None}
+    if k0 is None or not lives:
+        return {"error": True, "time_s": None}
+    t = (lives[0] - k0 + 1) / fps
+    return {"error": t > window_s, "time_s": t}
+
+
+def summarise(rows: list[dict], window_s: float) -> dict:
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(f"{r['label']}/{r['motion']}", []).append(r)
+        groups.setdefault(r["label"] if r["label"] == "bona_fide" else "attack (all)", []).append(r)
+    out = {}
+    for name, rs in sorted(groups.items()):
+        k, n = sum(r["error"] for r in rs), len(rs)
+        entry = {"clips": n, "errors": k, "rate": k / n, "wilson95": list(wilson(k, n)),
+                 "metric": "BPCER" if name.startswith("bona_fide") else "APCER",
+                 "outcomes": {o: sum(r["outcome"] == o for r in rs)
+                              for o in sorted({r["outcome"] for r in rs})}}
+        times = [r["time_s"] for r in rs if r["time_s"] is not None]
+        if name.startswith("bona_fide"):
+            entry["time_to_live_s"] = {"n": len(times), "p50": quantile_ci(times, 0.5),
+                                       "p95": quantile_ci(times, 0.95)}
+        out[name] = entry
+    return out
+
+
+def _s(v: float) -> str:
+    return "n/a" if math.isnan(v) else f"{v:.2f}"
+
+
+def report_text(summary: dict, window_s: float) -> str:
+    lines = ["| clips | kind | clip error (95 % Wilson) | time to live p50 / p95 s (95 % CI) | outcomes |",
+             "|---|---|---|---|---|"]
+    for name, e in summary.items():
+        lo, hi = e["wilson95"]
+        t = e.get("time_to_live_s")
+        ts = "" if not t else " / ".join(f"{_s(v[0])} [{_s(v[1])}, {_s(v[2])}]" for v in (t["p50"], t["p95"]))
+        outcomes = ", ".join(f"{k} {v}" for k, v in e["outcomes"].items())
+        lines.append(f"| {e['clips']} | {name} | {e['metric']} {e['errors']}/{e['clips']} = {e['rate']:.1%} "
+                     f"[{lo:.1%}, {hi:.1%}] | {ts} | {outcomes} |")
+    lines.append(f"clip APCER: any `live` in an attack clip; clip BPCER: no `live` within {window_s:g} s "
+                 "of the first detected face (or never detected)")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], results: dict, fps: float, bounds: tuple[float, float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    colours = {"bona_fide": "tab:green", "print_flat": "tab:red", "print_bent": "tab:orange",
+               "replay_phone": "tab:purple", "replay_tablet": "tab:brown", "replay_monitor": "tab:pink"}
+    seen = set()
+    for r in rows:
+        y = np.array(results[r["name"]]["trajectory"], np.float64)
+        t = np.arange(len(y)) / fps
+        lab = r["label"] if r["label"] not in seen else None
+        seen.add(r["label"])
+        ax.plot(t, y, color=colours.get(r["label"], "grey"), alpha=0.6, lw=1,
+                ls="-" if r["motion"] in ("handheld", "walk", "turn") else "--", label=lab)
+    for b in bounds:
+        ax.axhline(b, color="black", lw=0.8, ls=":")
+    ax.set_xlabel("clip time (s)")
+    ax.set_ylabel("accumulated evidence (LLR, + = bona fide)")
+    ax.set_title("per-track evidence on door clips (dashed: static / standing)")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m convert.bench_liveness", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bundle", type=Path, default=Path("bundle/default"))
+    p.add_argument("--clips", type=int, default=300, help="number of door clips (cycling through every kind)")
+    p.add_argument("--seconds", type=float, default=4.5)
+    p.add_argument("--fps", type=float, default=10.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--window-s", type=float, default=3.0, help="a bona fide clip must be live within this")
+    p.add_argument("--config", type=Path, help="device config whose liveness/detector settings to use")
+    p.add_argument("--out", type=Path, default=Path("out/bench/liveness"))
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if a.clips < 1 or a.fps <= 0 or a.seconds <= 0:
+        print("error: --clips, --fps and --seconds must be positive", file=sys.stderr)
+        return 2
+
+    from firmware_app.bundle import BundleError, load_bundle
+    from firmware_app.config_yaml import ConfigError
+    from train.synth.door_clip import door_plan, render_door_clip
+
+    try:
+        cfg = load_config(a.config) if a.config else Config(camera=CameraConfig(source="-"))
+        bundle = load_bundle(a.bundle, None)  # a workstation tool: hashes checked, signature not required
+    except (BundleError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    rows, results, t0 = [], {}, time.monotonic()
+    plan = door_plan(a.clips, a.seed)
+    for i, clip in enumerate(plan, start=1):
+        d = a.out / "clips" / clip.name
+        meta = d / "clip.json"
+        frames = int(round(a.seconds * a.fps))
+        if not (meta.is_file() and json.loads(meta.read_text()).get("frames") == frames):
+            render_door_clip(d, clip, a.seconds, a.fps)
+        res = results[clip.name] = run_clip(d, bundle, cfg, a.fps)
+        o = clip_outcome(clip.label, res, a.fps, a.window_s)
+        kinds = [x["decision"] for x in res["decisions"]]
+        outcome = kinds[0] if kinds else ("no face" if res["first_face"] is None else "none")
+        rows.append({"name": clip.name, "label": clip.label, "motion": clip.motion, "outcome": outcome, **o})
+        rate = i / (time.monotonic() - t0)
+        after = f", live after {o['time_s']:.1f} s" if o["time_s"] else ""
+        print(f"[{i}/{len(plan)}] {clip.name}: {outcome}{' ERROR' if o['error'] else ''}{after}  "
+              f"({rate:.2f} clips/s, ETA {(len(plan) - i) / rate:.0f} s)", flush=True)
+    summary = summarise(rows, a.window_s)
+    lv = cfg.liveness
+    bounds = (math.log(lv.bpcer_target), math.log(1 / lv.apcer_target))
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "summary.json").write_text(json.dumps(
+        {"bundle": str(a.bundle), "clips": a.clips, "fps": a.fps, "seconds": a.seconds, "seed": a.seed,
+         "window_s": a.window_s, "summary": summary, "clips_detail": rows,
+         "decisions": {k: v["decisions"] for k, v in results.items()}}, indent=1) + "\n")
+    try:
+        plot(rows, results, a.fps, bounds, a.out / "trajectories.png")
+    except ImportError:
+        print("note: matplotlib is not installed: no trajectories.png")
+    print(report_text(summary, a.window_s))
+    print(f"wrote {a.out / 'summary.json'} and {a.out / 'trajectories.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
