@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import cv2
+import numba
 import numpy as np
 
 from train.synth.background import value_noise
 from train.synth.camera import Camera, rotation_ypr
-from train.synth.raster import interpolate, project, rasterize, sample_texture
+from train.synth.face_pass import phong_lobe
+from train.synth.raster import project, rasterize_window
 from train.synth.sample import MASK_FACE, MASK_HEAD
 from train.synth.shading import Lighting
 
@@ -115,8 +117,15 @@ def place_medium(medium: Medium, camera: Camera, rng: np.random.Generator):
 
 
 def render_attack(
-    photo: Photo, medium: Medium, camera: Camera, lighting: Lighting, rng: np.random.Generator
+    photo: Photo,
+    medium: Medium,
+    camera: Camera,
+    lighting: Lighting,
+    rng: np.random.Generator,
+    canvas: np.ndarray | None = None,
 ) -> AttackLayer:
+    """The medium showing the photo, rendered into `canvas` (H, W, 3) float32 linear RGB in place (a
+    black frame if None)."""
     rot, centre, ypr = place_medium(medium, camera, rng)
     g = np.linspace(0.0, 1.0, GRID)
     uv = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
@@ -124,33 +133,32 @@ def render_attack(
     idx = np.arange(GRID * GRID).reshape(GRID, GRID)
     a, b, c, d = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, 1:].ravel(), idx[1:, :-1].ravel()
     tris = np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)]).astype(np.int32)
-    raster = rasterize(pts, tris, camera.K, camera.hw)
-    hit = raster.covered
-    pix_uv = interpolate(raster, uv[tris].astype(np.float32))[hit]
+    window = rasterize_window(pts, tris, camera.K, camera.hw)
 
     texture, tex_mask = _medium_texture(photo, medium, rng)
-    th, tw = tex_mask.shape
-    mx, my = (pix_uv[:, 0] * (tw - 1)).astype(np.float32), (pix_uv[:, 1] * (th - 1)).astype(np.float32)
-    colour = sample_texture(texture, mx, my, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
-    shown_mask = sample_texture(tex_mask, mx, my, cv2.INTER_NEAREST, cv2.BORDER_REPLICATE)[:, 0]
-
     normals = np.cross(pts[tris[:, 1]] - pts[tris[:, 0]], pts[tris[:, 2]] - pts[tris[:, 0]])
     normals /= np.linalg.norm(normals, axis=1, keepdims=True)
-    n = normals[raster.tri[hit]]
-    n *= -np.sign(np.sum(n * interpolate(raster, pts[tris].astype(np.float32))[hit], axis=1, keepdims=True))
-    points = interpolate(raster, pts[tris].astype(np.float32))[hit]
-    radiance = np.zeros((*camera.hw, 3), np.float32)
-    radiance[hit] = _medium_radiance(colour, n, points, medium, lighting, rng)
-
+    # Screens glow (and their glass reflects); prints reflect, with a little paper glare.
+    emission = rng.uniform(0.6, 1.2) if medium.emissive else 0.0
+    gloss = rng.uniform(0.05, 0.4) if medium.emissive else rng.uniform(0.0, 0.25)
+    shininess = np.array([rng.uniform(20, 200) for _ in lighting.directions], np.float32)
+    radiance = np.zeros((*camera.hw, 3), np.float32) if canvas is None else canvas
+    depth = np.zeros(camera.hw, np.float32)
     mask = np.zeros(camera.hw, np.uint8)
-    mask[hit] = np.where(shown_mask == MASK_FACE, MASK_FACE, MASK_HEAD)
+    _medium_pass(
+        window.y0, window.x0, window.zbuf_inv, window.tri, window.bary,
+        tris, pts.astype(np.float32), uv.astype(np.float32), normals.astype(np.float32),
+        texture, tex_mask, np.float32(emission), np.float32(gloss), shininess,
+        lighting.directions, lighting.colours, lighting.ambient, radiance, depth, mask,
+    )  # fmt: skip
+
     lm_uv = _photo_to_medium_uv(photo.landmarks_2d, photo.rgb.shape[:2], medium)
     lm3 = medium_points(medium, lm_uv) @ rot.T + centre
     lm2 = project(lm3, camera.K)
     inside = (lm2[:, 0] >= 0) & (lm2[:, 0] < camera.hw[1]) & (lm2[:, 1] >= 0) & (lm2[:, 1] < camera.hw[0])
     return AttackLayer(
         radiance,
-        raster.depth,
+        depth,
         mask,
         lm2.astype(np.float32),
         lm3.astype(np.float32),
@@ -159,10 +167,71 @@ def render_attack(
     )
 
 
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _medium_pass(
+    y0, x0, zbuf_inv, tri_win, bary_win, tris, points, uv, normals, texture, tex_mask,
+    emission, gloss, shininess, light_dirs, light_colours, ambient, radiance, depth, mask,
+):
+    """Per covered pixel of the window: the medium's texel (bilinear colour, nearest face label) lit
+    (prints: ambient + Lambert; screens: emission) plus a specular glare per light; depth and label."""
+    th, tw = tex_mask.shape
+    colour = np.empty(3, np.float32)
+    for wy in range(tri_win.shape[0]):
+        y = wy + y0
+        for wx in range(tri_win.shape[1]):
+            t = tri_win[wy, wx]
+            if t < 0:
+                continue
+            x = wx + x0
+            b0, b1, b2 = bary_win[wy, wx, 0], bary_win[wy, wx, 1], bary_win[wy, wx, 2]
+            i0, i1, i2 = tris[t, 0], tris[t, 1], tris[t, 2]
+            tx = (b0 * uv[i0, 0] + b1 * uv[i1, 0] + b2 * uv[i2, 0]) * (tw - 1)
+            ty = (b0 * uv[i0, 1] + b1 * uv[i1, 1] + b2 * uv[i2, 1]) * (th - 1)
+            tx, ty = min(max(tx, 0.0), tw - 1.0), min(max(ty, 0.0), th - 1.0)
+            xa, ya = int(tx), int(ty)
+            xb, yb = min(xa + 1, tw - 1), min(ya + 1, th - 1)
+            ax, ay = tx - xa, ty - ya
+            for c in range(3):
+                top = texture[ya, xa, c] * (1 - ax) + texture[ya, xb, c] * ax
+                colour[c] = top * (1 - ay) + (texture[yb, xa, c] * (1 - ax) + texture[yb, xb, c] * ax) * ay
+            shown = tex_mask[min(int(ty + 0.5), th - 1), min(int(tx + 0.5), tw - 1)]
+            depth[y, x] = np.float32(1.0 / zbuf_inv[wy, wx])
+            mask[y, x] = MASK_FACE if shown == MASK_FACE else MASK_HEAD
+            px = b0 * points[i0, 0] + b1 * points[i1, 0] + b2 * points[i2, 0]
+            py = b0 * points[i0, 1] + b1 * points[i1, 1] + b2 * points[i2, 1]
+            pz = b0 * points[i0, 2] + b1 * points[i1, 2] + b2 * points[i2, 2]
+            p_len = np.sqrt(px * px + py * py + pz * pz)
+            vx, vy, vz = -px / p_len, -py / p_len, -pz / p_len  # towards the camera
+            nx, ny, nz = normals[t, 0], normals[t, 1], normals[t, 2]
+            if nx * vx + ny * vy + nz * vz < 0:  # the side that faces the camera
+                nx, ny, nz = -nx, -ny, -nz
+            lit = 0.0 if emission > 0 else 1.0  # screens glow: no diffuse reflection
+            base = emission if emission > 0 else 0.0
+            out0 = colour[0] * (base + lit * ambient[0])
+            out1 = colour[1] * (base + lit * ambient[1])
+            out2 = colour[2] * (base + lit * ambient[2])
+            for k in range(light_dirs.shape[0]):
+                dx, dy, dz = light_dirs[k, 0], light_dirs[k, 1], light_dirs[k, 2]
+                lambert = lit * max(nx * dx + ny * dy + nz * dz, 0.0)
+                hx, hy, hz = dx + vx, dy + vy, dz + vz
+                h_len = max(np.sqrt(hx * hx + hy * hy + hz * hz), 1e-6)
+                cos_h = (nx * hx + ny * hy + nz * hz) / h_len
+                spec = gloss * phong_lobe(cos_h, shininess[k]) if cos_h > 0.0 else 0.0
+                out0 += (colour[0] * lambert + spec) * light_colours[k, 0]
+                out1 += (colour[1] * lambert + spec) * light_colours[k, 1]
+                out2 += (colour[2] * lambert + spec) * light_colours[k, 2]
+            radiance[y, x, 0] = out0
+            radiance[y, x, 1] = out1
+            radiance[y, x, 2] = out2
+
+
 def _photo_to_medium_uv(xy: np.ndarray, photo_hw, medium: Medium) -> np.ndarray:
     u0, v0, u1, v1 = medium.content_box
     h, w = photo_hw
     return np.stack([u0 + (xy[:, 0] / w) * (u1 - u0), v0 + (xy[:, 1] / h) * (v1 - v0)], 1)
+
+
+_SRGB_TO_LINEAR = ((np.arange(256) / 255.0) ** 2.2).astype(np.float32)
 
 
 def _medium_texture(photo: Photo, medium: Medium, rng: np.random.Generator):
@@ -173,7 +242,8 @@ def _medium_texture(photo: Photo, medium: Medium, rng: np.random.Generator):
     surround = (
         rng.uniform(0.75, 0.95) * np.ones(3) if not medium.emissive else rng.uniform(0.0, 0.04) * np.ones(3)
     )
-    tex = np.ones((th, tw, 3), np.float32) * surround.astype(np.float32)
+    tex = np.empty((th, tw, 3), np.float32)
+    tex[:] = surround.astype(np.float32)
     tmask = np.zeros((th, tw), np.uint8)
     u0, v0, u1, v1 = medium.content_box
     x0, y0, x1, y1 = (
@@ -182,67 +252,60 @@ def _medium_texture(photo: Photo, medium: Medium, rng: np.random.Generator):
         max(int(u1 * tw), int(u0 * tw) + 1),
         max(int(v1 * th), int(v0 * th) + 1),
     )
-    content = (photo.rgb.astype(np.float32) / 255.0) ** 2.2  # back to linear light
-    tex[y0:y1, x0:x1] = cv2.resize(content, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+    # Resized as the device would show or print it, then back to linear light through a table.
+    shown = cv2.resize(photo.rgb, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
     tmask[y0:y1, x0:x1] = cv2.resize(photo.mask, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
     if medium.emissive:
-        tex = _screen_artifacts(tex, (x0, y0, x1, y1), rng)
+        _screen_artifacts(tex, shown, (x0, y0, x1, y1), rng)
     else:
+        tex[y0:y1, x0:x1] = cv2.LUT(shown, _SRGB_TO_LINEAR)
         tex = _print_artifacts(tex, rng)
     return np.ascontiguousarray(tex, np.float32), tmask
+
+
+def _plane_wave(h: int, w: int, angle: float, period: float) -> np.ndarray:
+    """cos(2π (x cos a + y sin a) / period) on an (h, w) grid, from 1-D tables (cos(A + B) expanded)."""
+    kx, ky = 2 * np.pi * np.cos(angle) / period, 2 * np.pi * np.sin(angle) / period
+    xs, ys = np.arange(w, dtype=np.float32) * kx, np.arange(h, dtype=np.float32)[:, None] * ky
+    return np.cos(ys) * np.cos(xs) - np.sin(ys) * np.sin(xs)
 
 
 def _print_artifacts(tex: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Ink gamut (lower contrast, colour cast), halftone dots and paper grain."""
     h, w = tex.shape[:2]
-    tex = 0.06 + tex * rng.uniform(0.75, 0.92) * np.exp(rng.normal(0, 0.05, 3)).astype(np.float32)
+    tex *= (rng.uniform(0.75, 0.92) * np.exp(rng.normal(0, 0.05, 3))).astype(np.float32)
+    tex += np.float32(0.06)
     if rng.random() < 0.6:
         pitch = rng.uniform(2.0, 4.0)
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         angle = np.radians(rng.uniform(0, 45))
-        xr, yr = xx * np.cos(angle) + yy * np.sin(angle), -xx * np.sin(angle) + yy * np.cos(angle)
-        dots = 0.5 + 0.5 * np.cos(2 * np.pi * xr / pitch) * np.cos(2 * np.pi * yr / pitch)
-        tex = tex * (1 - rng.uniform(0.1, 0.3) * dots[..., None])
+        dots = _plane_wave(h, w, angle, pitch) * _plane_wave(h, w, angle + np.pi / 2, pitch)
+        tex *= (1 - rng.uniform(0.1, 0.3) * (0.5 + 0.5 * dots))[..., None]
     grain = value_noise(rng, (h, w), int(rng.integers(40, 120)), 2)
-    return np.clip(tex * (1 + 0.04 * grain[..., None]), 0, 1)
+    tex *= (1 + 0.04 * grain)[..., None]
+    return np.clip(tex, 0, 1, out=tex)
 
 
-def _screen_artifacts(tex: np.ndarray, box, rng: np.random.Generator) -> np.ndarray:
-    """Display gamma and brightness, sub-pixel grid, and a moire beat pattern over the image area."""
+def _screen_artifacts(tex: np.ndarray, shown: np.ndarray, box, rng: np.random.Generator) -> None:
+    """Display gamma and brightness, sub-pixel grid, and a moire beat pattern over the image area of tex
+    (in place); shown is the uint8 sRGB picture."""
     x0, y0, x1, y1 = box
-    area = tex[y0:y1, x0:x1]
-    area = area ** rng.uniform(0.8, 1.25) * rng.uniform(0.8, 1.5)
+    gamma, gain = rng.uniform(0.8, 1.25), rng.uniform(0.8, 1.5)
+    area = cv2.LUT(shown, (_SRGB_TO_LINEAR**gamma * gain).astype(np.float32))
     h, w = area.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     period = rng.uniform(3.0, 12.0)
     angle = rng.uniform(0, np.pi)
-    moire = np.cos(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period)
-    area = area * (1 + rng.uniform(0.03, 0.12) * moire[..., None])
-    grid = 1 - 0.08 * ((xx.astype(int) % 3) == 0)[..., None]
-    tex[y0:y1, x0:x1] = area * grid
-    return np.clip(tex, 0, 2.0)
-
-
-def _medium_radiance(colour, normals, points, medium: Medium, lighting: Lighting, rng) -> np.ndarray:
-    view = -points / np.linalg.norm(points, axis=1, keepdims=True)
-    out = colour * lighting.ambient if not medium.emissive else colour * rng.uniform(0.6, 1.2)
-    gloss = rng.uniform(0.05, 0.4) if medium.emissive else rng.uniform(0.0, 0.25)  # glass vs. paper glare
-    for d, c in zip(lighting.directions, lighting.colours):
-        lambert = np.clip(normals @ d, 0, None)
-        if not medium.emissive:
-            out = out + colour * lambert[:, None] * c
-        half = (d + view) / np.linalg.norm(d + view, axis=1, keepdims=True)
-        spec = np.clip(np.sum(normals * half, axis=1), 0, None) ** rng.uniform(20, 200)
-        out = out + gloss * spec[:, None] * c
-    return out.astype(np.float32)
+    grid = np.where(np.arange(w) % 3 == 0, 0.92, 1.0).astype(np.float32)  # sub-pixel columns
+    area *= ((1 + rng.uniform(0.03, 0.12) * _plane_wave(h, w, angle, period)) * grid)[..., None]
+    tex[y0:y1, x0:x1] = np.minimum(area, 2.0)
+    np.clip(tex, 0, 2.0, out=tex)
 
 
 def draw_fingers(radiance: np.ndarray, depth: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> None:
     """Thumbs and fingers over the medium's edge (unlabelled: they are not part of the medium)."""
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
         return
-    y0, y1, x0, x1 = ys.min(), ys.max(), xs.min(), xs.max()
+    y0, y1, x0, x1 = rows[0], rows[-1], cols[0], cols[-1]
     skin = (np.array([0.6, 0.4, 0.3]) * rng.uniform(0.2, 1.0)).astype(np.float32)
     size = max(int(0.06 * (x1 - x0)), 3)
     canvas = np.zeros(mask.shape, np.uint8)
@@ -257,7 +320,9 @@ def draw_fingers(radiance: np.ndarray, depth: np.ndarray, mask: np.ndarray, rng:
             else (int(size * rng.uniform(1.5, 2.5)), size)
         )
         cv2.ellipse(canvas, (int(cx), int(cy)), axes, float(rng.uniform(-20, 20)), 0, 360, 1, -1)
-    finger = canvas.astype(bool)
-    radiance[finger] = skin * rng.uniform(0.3, 1.0)
-    depth[finger] = 0
-    mask[finger] = 0
+    bx, by, bw, bh = cv2.boundingRect(canvas)  # touch only the fingers' box of the frame
+    box = slice(by, by + bh), slice(bx, bx + bw)
+    finger = canvas[box].view(bool)
+    radiance[box][finger] = skin * rng.uniform(0.3, 1.0)
+    depth[box][finger] = 0
+    mask[box][finger] = 0

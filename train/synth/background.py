@@ -22,8 +22,15 @@ def value_noise(rng: np.random.Generator, hw: tuple[int, int], cells: int, octav
 
 def make_background(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
     """(H, W, 3) float32 linear RGB in [0, 1]."""
+    return plate_to_frame(make_plate(rng, hw), hw)
+
+
+def make_plate(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
+    """A room's wall at half the frame's resolution, (H/2, W/2, 3) float32 linear RGB in [0, 1]: walls
+    are smooth, so the frame is this upsampled (plate_to_frame), and one plate can serve several frames."""
     h, w = hw
     small = (max(h // 4, 8), max(w // 4, 8))
+    half = (max(h // 2, 8), max(w // 2, 8))
     # Walls are mostly muted: a grey level with a mild tint, sometimes a stronger colour.
     saturation = rng.choice([0.15, 0.5], p=[0.8, 0.2])
     base = rng.uniform(0.05, 0.75) * (1 + saturation * rng.uniform(-1, 1, 3))
@@ -35,10 +42,16 @@ def make_background(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray
     img = np.ascontiguousarray(np.broadcast_to(img, (*small, 3)), np.float32)
     for _ in range(int(rng.integers(0, 7))):
         _draw_shape(rng, img)
-    img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+    img = cv2.resize(img, (half[1], half[0]), interpolation=cv2.INTER_LINEAR)
     if rng.random() < 0.5:  # fine texture (plaster, wood grain, fabric)
-        img *= 1 + 0.05 * value_noise(rng, hw, int(rng.integers(8, 40)), 2)[..., None]
-    return np.clip(img, 0, 1)
+        img *= 1 + 0.05 * value_noise(rng, half, int(rng.integers(8, 40)), 2)[..., None]
+    return np.clip(img, 0, 1, out=img)
+
+
+def plate_to_frame(plate: np.ndarray, hw: tuple[int, int], mirror: bool = False) -> np.ndarray:
+    """The plate upsampled to an (H, W, 3) frame, optionally mirrored (another view of the room)."""
+    h, w = hw
+    return cv2.resize(cv2.flip(plate, 1) if mirror else plate, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _draw_shape(rng: np.random.Generator, img: np.ndarray) -> None:

@@ -6,15 +6,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
+import numba
 import numpy as np
 
 from train.synth import albedo as albedo_lib
 from train.synth import morph
 from train.synth.camera import HEAD_TO_CAMERA, Camera, rotation_ypr
-from train.synth.head import PART_EYE, PART_SKIN, head_mesh, vertex_normals
-from train.synth.raster import project, rasterize, sample_texture
-from train.synth.sample import MASK_FACE, MASK_HEAD
-from train.synth.shading import Lighting, shade
+from train.synth.face_pass import face_pass
+from train.synth.head import PART_SKIN, head_mesh
+from train.synth.raster import project, rasterize_window
+from train.synth.sample import MASK_FACE
+from train.synth.shading import Lighting
 
 PIVOT_MM = np.array([0.0, -70.0, -80.0])  # head frame: top of the neck, where the head turns
 NECK_CENTRE_MM = np.array([0.0, -135.0, -100.0])  # head frame: centre of the collar ring
@@ -86,21 +88,14 @@ def make_identity(identity_id: int, rng: np.random.Generator) -> Identity:
 
 
 @lru_cache(maxsize=1)
-def _eye_coordinates() -> np.ndarray:
-    return albedo_lib.eye_coordinates()
-
-
-@lru_cache(maxsize=1)
 def _eye_vertices() -> np.ndarray:
     mesh = head_mesh()
     return np.unique(mesh.triangles[mesh.tri_part == 1])
 
 
-def _material(tri_part: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Per-triangle specular strength and shininess: skin is dull to oily, eyes are wet."""
-    spec = np.where(tri_part == PART_SKIN, rng.uniform(0.02, 0.12), 0.6).astype(np.float32)
-    shin = np.where(tri_part == PART_SKIN, rng.uniform(8, 30), 80.0).astype(np.float32)
-    return spec, shin
+def _material(rng: np.random.Generator) -> tuple[float, float]:
+    """Skin's specular strength and shininess: dull to oily (eyes are wet: face_pass.EYE_*)."""
+    return float(rng.uniform(0.02, 0.12)), float(rng.uniform(8, 30))
 
 
 def render_face(
@@ -110,42 +105,31 @@ def render_face(
     camera: Camera,
     lighting: Lighting,
     rng: np.random.Generator,
+    canvas: np.ndarray | None = None,
+    torso_colour: np.ndarray | None = None,
 ) -> FaceLayer:
+    """Render the head into `canvas` (H, W, 3) float32 linear RGB, in place; a black frame if None.
+
+    With torso_colour, the clothing over the neck's cut end is painted in that colour first.
+    """
     mesh = head_mesh()
     _, expr_basis = morph.load_bases()
     head_pts = identity.neutral + morph.apply(expr_basis, expression)
     pts = pose.transform(head_pts)
-    raster = rasterize(pts, mesh.triangles, camera.K, camera.hw)
-    hit = raster.hit_index
+    window = rasterize_window(pts, mesh.triangles, camera.K, camera.hw)
     lm_idx, tri_face = _landmarks_and_face_triangles()
-
-    n = raster.at_hits(vertex_normals(pts, mesh.triangles)[mesh.triangles])
-    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-6)
-    uv = raster.at_hits(mesh.tri_uv)
-    size = identity.albedo.shape[0]
-    albedo = sample_texture(
-        identity.albedo, uv[:, 0] * size, uv[:, 1] * size, cv2.INTER_LINEAR, cv2.BORDER_WRAP
-    )
-    spec, shin = _material(mesh.tri_part, rng)
-    tri = raster.tri.ravel()[hit]
-    on_eye = mesh.tri_part[tri] == PART_EYE
-    if on_eye.any():  # the eyeball's UV island is too small for an iris: paint it procedurally
-        eye_uv = raster.at_hits(_eye_coordinates()[mesh.triangles])[on_eye]
-        albedo[on_eye] = albedo_lib.eye_albedo(identity.appearance, eye_uv)
-    points = raster.at_hits(pts[mesh.triangles].astype(np.float32))
     h, w = camera.hw
-    radiance = np.zeros((h * w, 3), np.float32)
-    radiance[hit] = shade(albedo, n, points, lighting, spec[tri], shin[tri])
-    radiance = radiance.reshape(h, w, 3)
-    mask = np.zeros(h * w, np.uint8)
-    mask[hit] = np.where(tri_face[tri], MASK_FACE, MASK_HEAD)
-    mask = mask.reshape(h, w)
-    depth = raster.depth.copy()
-    # Clothing hides the neck's cut end, never the face (the chin is in front of the collar).
-    torso = _torso_mask(pose, camera) & (mask != MASK_FACE)
-    for layer in (depth, mask):
-        layer[torso] = 0
-    radiance[torso] = 0
+    radiance = np.zeros((h, w, 3), np.float32) if canvas is None else canvas
+    hull = _torso_hull(pose, camera)
+    torso = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(torso, hull, 1)
+    if torso_colour is not None:
+        cv2.fillConvexPoly(radiance, hull, tuple(float(c) for c in torso_colour))
+    depth = np.zeros((h, w), np.float32)
+    mask = np.zeros((h, w), np.uint8)
+    torso = torso.view(bool)
+    face_pass(window, mesh, tri_face, pts, identity, _material(rng), lighting, torso, radiance, depth, mask)
+    torso &= mask != MASK_FACE  # what the clothing covers: never the face (the chin is in front)
 
     lm3 = pts[lm_idx]
     lm2 = project(lm3, camera.K)
@@ -181,24 +165,51 @@ def landmark_visibility(lm2: np.ndarray, lm_z: np.ndarray, depth: np.ndarray) ->
     The depth seen there (bilinear) must match the landmark's Z within 0.5 mm plus half the local depth
     step per pixel (the sampling error on a slope). A nearer surface (nose, cheek, lid, lip) means
     occluded; on a silhouette (an empty neighbour) the landmark counts as visible only if nothing in
-    its pixel is nearer than it.
+    its pixel is nearer than it. (surface_depth_at, compiled, per landmark.)
     """
-    visible = np.zeros(len(lm2), bool)
+    return _visibility(np.asarray(lm2, np.float64), np.asarray(lm_z, np.float64), depth)
+
+
+@numba.njit(cache=True, nogil=True)
+def _visibility(lm2, lm_z, depth):
     h, w = depth.shape
-    for i, (xy, z) in enumerate(zip(lm2, lm_z)):
-        if not (0 <= xy[0] < w and 0 <= xy[1] < h):
+    visible = np.zeros(lm2.shape[0], np.bool_)
+    for i in range(lm2.shape[0]):
+        x, y, z = lm2[i, 0], lm2[i, 1], lm_z[i]
+        if not (0 <= x < w and 0 <= y < h):
             continue
-        seen, step = surface_depth_at(depth, xy)
-        if np.isfinite(step):
-            visible[i] = abs(seen - z) <= 0.5 + 0.5 * step
-        else:
-            px = depth[int(xy[1]), int(xy[0])]
+        fx, fy = x - 0.5, y - 0.5
+        x0, y0 = int(np.floor(fx)), int(np.floor(fy))
+        silhouette = x0 < 1 or y0 < 1 or x0 + 2 >= w or y0 + 2 >= h
+        if not silhouette:
+            for yy in range(y0, y0 + 2):
+                for xx in range(x0, x0 + 2):
+                    silhouette |= depth[yy, xx] == 0
+        if silhouette:
+            px = depth[int(y), int(x)]
             visible[i] = px == 0 or px >= z - 0.5
+            continue
+        ax, ay = fx - x0, fy - y0
+        top = depth[y0, x0] * (1 - ax) + depth[y0, x0 + 1] * ax
+        bottom = depth[y0 + 1, x0] * (1 - ax) + depth[y0 + 1, x0 + 1] * ax
+        seen = top * (1 - ay) + bottom * ay
+        step = 0.0  # the largest step between labelled neighbours in the 4 x 4 window around it
+        for yy in range(y0 - 1, y0 + 3):
+            for xx in range(x0 - 1, x0 + 3):
+                d = float(depth[yy, xx])
+                if d == 0:
+                    continue
+                if yy + 1 < y0 + 3 and depth[yy + 1, xx] > 0:
+                    step = max(step, abs(float(depth[yy + 1, xx]) - d))
+                if xx + 1 < x0 + 3 and depth[yy, xx + 1] > 0:
+                    step = max(step, abs(float(depth[yy, xx + 1]) - d))
+        visible[i] = abs(seen - z) <= 0.5 + 0.5 * step
     return visible
 
 
-def _torso_mask(pose: HeadPose, camera: Camera) -> np.ndarray:
-    """Screen-space clothing: the collar ring around the neck and shoulders below it, to the frame bottom.
+def _torso_hull(pose: HeadPose, camera: Camera) -> np.ndarray:
+    """Screen-space clothing: the convex hull of the collar ring around the neck and the shoulders below
+    it, extended to the frame bottom (int32 points for cv2.fillConvexPoly).
 
     The mesh ends in a cut neck; clothing in front of it is what a real frame shows there.
     """
@@ -213,7 +224,4 @@ def _torso_mask(pose: HeadPose, camera: Camera) -> np.ndarray:
     h, w = camera.hw
     below = pts.copy()
     below[:, 1] = np.maximum(pts[:, 1], h + 10) + 4 * h  # extend the silhouette off the bottom edge
-    hull = cv2.convexHull(np.concatenate([pts, below]).astype(np.float32)).astype(np.int32)
-    out = np.zeros((h, w), np.uint8)
-    cv2.fillConvexPoly(out, hull, 1)
-    return out.astype(bool)
+    return cv2.convexHull(np.concatenate([pts, below]).astype(np.float32)).astype(np.int32)

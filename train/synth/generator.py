@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import cv2
 import numpy as np
 
 from train.synth import morph, occluders
 from train.synth.attacks import Photo, draw_fingers, render_attack, sample_medium
-from train.synth.background import make_background
+from train.synth.background import make_background, make_plate, plate_to_frame
 from train.synth.camera import Camera, ray_through, sample_camera
 from train.synth.face_render import FaceLayer, HeadPose, Identity, make_identity, render_face
 from train.synth.restyle import restyle
 from train.synth.sample import ATTACK_TYPES, BONA_FIDE, Sample
-from train.synth.sensor import apply_sensor, sample_sensor
+from train.synth.sensor import apply_sensor, decode_jpeg, encode_jpeg, sample_sensor, sense
 from train.synth.shading import sample_lighting
+from train.synth.shards import JPEG_QUALITY  # frames whose camera has no JPEG pass of its own
 
 
 @dataclass(frozen=True)
@@ -65,35 +67,35 @@ def sample_pose(cfg: GeneratorConfig, camera: Camera, rng: np.random.Generator, 
     return HeadPose(yaw, pitch, roll, pivot_cam=eyes_cam - offset)
 
 
-def _compose_face(
-    layer: FaceLayer, identity: Identity, background: np.ndarray, torso_colour, rng: np.random.Generator
-) -> np.ndarray:
-    img = background.copy()
-    covered = layer.covered
-    img[covered] = layer.radiance[covered]
-    img[layer.torso] = torso_colour * (0.85 + 0.15 * rng.random())
-    if rng.random() < occluders.OCCLUDER_PROBABILITY:
-        img = occluders.draw_occluders(
-            identity.appearance, img, layer.landmarks_2d, layer.landmarks_visible, rng
-        )
-    return img
-
-
 def render_bona_fide(
     cfg: GeneratorConfig,
     identity: Identity,
     camera: Camera,
     rng: np.random.Generator,
     pose: HeadPose | None = None,
+    plate: np.ndarray | None = None,
 ) -> tuple[np.ndarray, FaceLayer, HeadPose]:
-    """Linear-light frame of the identity in front of a procedural background."""
+    """Linear-light frame of the identity in front of a procedural background (the room `plate`, from
+    background.make_plate, when given: an identity's frames can share a room)."""
     _, expr_basis = morph.load_bases()
     pose = pose or sample_pose(cfg, camera, rng)
     expression = morph.sample_expression_weights(expr_basis, rng)
-    layer = render_face(identity, expression, pose, camera, sample_lighting(rng), rng)
+    lighting = sample_lighting(rng)
     torso_colour = (rng.uniform(0.02, 0.6) * (1 + rng.uniform(-0.5, 0.5, 3))).astype(np.float32)
-    img = _compose_face(layer, identity, make_background(rng, camera.hw), torso_colour, rng)
-    return img, layer, pose
+    torso_colour *= 0.85 + 0.15 * rng.random()
+    canvas = _backdrop(rng, camera.hw, plate)
+    layer = render_face(identity, expression, pose, camera, lighting, rng, canvas, torso_colour)
+    if rng.random() < occluders.OCCLUDER_PROBABILITY:
+        occluders.draw_occluders(
+            identity.appearance, canvas, layer.landmarks_2d, layer.landmarks_visible, rng, in_place=True
+        )
+    return canvas, layer, pose
+
+
+def _backdrop(rng: np.random.Generator, hw: tuple[int, int], plate: np.ndarray | None) -> np.ndarray:
+    if plate is None:
+        return make_background(rng, hw)
+    return plate_to_frame(plate, hw, mirror=bool(rng.random() < 0.5))
 
 
 def _face_box(landmarks_2d: np.ndarray) -> np.ndarray:
@@ -102,7 +104,8 @@ def _face_box(landmarks_2d: np.ndarray) -> np.ndarray:
 
 def make_photo(cfg: GeneratorConfig, identity: Identity, rng: np.random.Generator) -> Photo:
     """A portrait of the identity, as an attacker would print or display it."""
-    h = int(rng.choice([360, 480, 640]))
+    # The photo ends up on a medium that fills at most the frame's height: larger renders only cost time.
+    h = int(rng.choice([300, 400, 480]))
     w = int(h * rng.choice([0.75, 1.0, 4 / 3]))
     camera = sample_camera(rng, (h, w), (40.0, 70.0))
     portrait = GeneratorConfig(height=h, width=w, yaw_deg=20, pitch_deg=15, roll_deg=10, frontal_share=1.0)
@@ -116,19 +119,24 @@ def make_photo(cfg: GeneratorConfig, identity: Identity, rng: np.random.Generato
     return Photo(rgb, layer.mask, layer.landmarks_2d, layer.landmarks_visible)
 
 
-def generate_sample(cfg: GeneratorConfig, identity: Identity, label: str, rng: np.random.Generator) -> Sample:
+def generate_sample(
+    cfg: GeneratorConfig,
+    identity: Identity,
+    label: str,
+    rng: np.random.Generator,
+    plate: np.ndarray | None = None,
+) -> Sample:
+    """One labelled frame; `plate` (background.make_plate) is the room, else one is drawn from rng."""
     camera = sample_camera(rng, (cfg.height, cfg.width), cfg.hfov_deg)
     if label == BONA_FIDE:
-        img, layer, pose = render_bona_fide(cfg, identity, camera, rng)
+        img, layer, pose = render_bona_fide(cfg, identity, camera, rng, plate=plate)
         depth, mask, pose_deg = layer.depth, layer.mask, pose.degrees
         lm2, lm3, vis = layer.landmarks_2d, layer.landmarks_3d, layer.landmarks_visible
     else:
         photo = make_photo(cfg, identity, rng)
         medium = sample_medium(label, photo.rgb.shape[1] / photo.rgb.shape[0], rng)
-        layer = render_attack(photo, medium, camera, sample_lighting(rng), rng)
-        img = make_background(rng, camera.hw)
-        covered = layer.mask > 0
-        img[covered] = layer.radiance[covered]
+        img = _backdrop(rng, camera.hw, plate)
+        layer = render_attack(photo, medium, camera, sample_lighting(rng), rng, canvas=img)
         depth, mask = layer.depth, layer.mask
         draw_fingers(img, depth, mask, rng)
         lm2, lm3, vis, pose_deg = (
@@ -137,9 +145,14 @@ def generate_sample(cfg: GeneratorConfig, identity: Identity, label: str, rng: n
             layer.landmarks_visible,
             layer.pose_deg,
         )
-    rgb = apply_sensor(img, sample_sensor(rng), rng)
+    sensor = sample_sensor(rng)
+    bgr = sense(img, sensor, rng)
+    # One JPEG encode per frame: the camera's own JPEG pass when it has one (rgb is then what it
+    # decodes to), else the shard's storage quality (rgb is the sensor's output, as before).
+    jpeg = encode_jpeg(bgr, sensor.jpeg_quality or JPEG_QUALITY)
     return Sample(
-        rgb=rgb,
+        rgb=decode_jpeg(jpeg) if sensor.jpeg_quality else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB),
+        rgb_jpeg=jpeg,
         depth_mm=depth.astype(np.float32),
         mask=mask.astype(np.uint8),
         landmarks_2d=lm2,
@@ -173,15 +186,16 @@ def shard_labels(cfg: GeneratorConfig, n: int, rng: np.random.Generator) -> list
 def generate_shard(cfg: GeneratorConfig, seed: int, shard_id: int, n: int, on_sample=None) -> list[Sample]:
     labels = shard_labels(cfg, n, np.random.default_rng([seed, shard_id, 0, 0]))
     n_ids = -(-n // cfg.samples_per_identity)
-    samples, identities = [], {}
+    samples, identities, plates = [], {}, {}
     for i, label in enumerate(labels):
         k = i % n_ids
         if k not in identities:
             identity_id = shard_id * 100_000 + k  # unique per shard → identity-disjoint splits
             identities[k] = make_identity(identity_id, np.random.default_rng([seed, shard_id, k, 1]))
-        samples.append(
-            generate_sample(cfg, identities[k], label, np.random.default_rng([seed, shard_id, i, 2]))
-        )
+            # The identity's room: its frames see the same wall (mirrored or not), as a door camera would.
+            plates[k] = make_plate(np.random.default_rng([seed, shard_id, k, 3]), (cfg.height, cfg.width))
+        rng = np.random.default_rng([seed, shard_id, i, 2])
+        samples.append(generate_sample(cfg, identities[k], label, rng, plates[k]))
         if on_sample:
             on_sample()
     return samples

@@ -106,24 +106,35 @@ def load_bases() -> tuple[MorphBasis, MorphBasis]:
     return MorphBasis(tuple(identity_names), identity), MorphBasis(tuple(unit_names), units)
 
 
-def _local_weights(names: tuple[str, ...], rng: np.random.Generator, spread: float) -> dict[str, float]:
-    """One signed value per opposing pair, shared by l-/r- sides up to a small asymmetry."""
-    weights: dict[str, float] = {}
-    values: dict[str, float] = {}
+@lru_cache(maxsize=4)
+def _local_plan(names: tuple[str, ...]) -> tuple[tuple[str, str, str | None], ...]:
+    """Per local target: (name, pair key, the opposite target's name or None), parsed once."""
+    plan = []
     for name in names:
         if name.startswith("macrodetails/"):
             continue
         stem = name.split("/")[1]
         side_free = re.sub(r"^[lr]-", "", stem)
         m = _PAIR.match(side_free)
-        key = m.group(1) if m else side_free
+        opposite = None
+        if m:
+            opposite = name[: -len(m.group(2))] + _OPPOSITE[m.group(2)]
+            opposite = opposite if opposite in names else ""
+        plan.append((name, m.group(1) if m else side_free, opposite))
+    return tuple(plan)
+
+
+def _local_weights(names: tuple[str, ...], rng: np.random.Generator, spread: float) -> dict[str, float]:
+    """One signed value per opposing pair, shared by l-/r- sides up to a small asymmetry."""
+    weights: dict[str, float] = {}
+    values: dict[str, float] = {}
+    for name, key, opposite in _local_plan(names):
         if key not in values:
             values[key] = float(np.clip(rng.normal(0.0, spread), -1.0, 1.0))
         value = values[key] + rng.normal(0.0, 0.05 * spread)
-        if m:
+        if opposite is not None:
             weights[name] = max(-value, 0.0)
-            opposite = name[: -len(m.group(2))] + _OPPOSITE[m.group(2)]
-            if opposite in names:
+            if opposite:
                 weights[opposite] = max(value, 0.0)
         elif name not in weights:
             weights[name] = abs(value) if rng.random() < 0.3 else 0.0
@@ -186,5 +197,11 @@ def sample_expression_weights(
 
 
 def apply(basis: MorphBasis, weights: np.ndarray) -> np.ndarray:
-    """Sum of weighted deltas (V, 3) mm."""
-    return np.tensordot(weights, basis.deltas, axes=1)
+    """Sum of weighted deltas (V, 3) mm, over the targets in use only (an expression has a few)."""
+    used = np.flatnonzero(weights)
+    if len(used) > len(weights) // 2:
+        return np.tensordot(weights, basis.deltas, axes=1)
+    out = np.zeros(basis.deltas.shape[1:], np.float32)
+    for i in used:
+        out += weights[i] * basis.deltas[i]
+    return out

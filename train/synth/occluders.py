@@ -21,19 +21,21 @@ def srgb_to_linear(x: np.ndarray) -> np.ndarray:
 
 
 def draw_occluders(app: Appearance, rgb: np.ndarray, landmarks_2d: np.ndarray, landmarks_visible: np.ndarray,
-                   rng: np.random.Generator) -> np.ndarray:
+                   rng: np.random.Generator, in_place: bool = False) -> np.ndarray:
     """Draw the identity's hair fringe and glasses over a rendered frame, from its 68 iBUG landmarks.
 
     rgb: (H, W, 3) float linear RGB (radiance), or uint8 sRGB. Returns a new array of the same dtype; only
     pixels under the fringe (forehead) or the glasses (around the eyes, bridge, temples to the ears) change.
+    in_place draws into a float32 rgb itself (and returns it) instead of a copy.
     Occluder colours are the appearance's albedos times the light level measured on the face's skin.
     """
     lm = np.asarray(landmarks_2d, np.float64) - 0.5  # pixel centres at +0.5 → cv2's integer grid
     vis = np.asarray(landmarks_visible, bool)
-    if (not app.fringe and app.glasses == "none") or lm.shape != (68, 2) or not np.isfinite(lm).all():
-        return rgb.copy()
     uint8 = rgb.dtype == np.uint8
-    lin = srgb_to_linear(rgb / np.float32(255.0)) if uint8 else rgb.astype(np.float32, copy=True)
+    in_place = in_place and rgb.dtype == np.float32
+    if (not app.fringe and app.glasses == "none") or lm.shape != (68, 2) or not np.isfinite(lm).all():
+        return rgb if in_place else rgb.copy()
+    lin = srgb_to_linear(rgb / np.float32(255.0)) if uint8 else rgb.astype(np.float32, copy=not in_place)
     before = lin.copy() if uint8 else None
     light = _light_level(app, lin, lm)
     if app.fringe:
@@ -139,13 +141,16 @@ def _draw_fringe(app: Appearance, out: np.ndarray, lm: np.ndarray, rng: np.rando
     # Strands: thin lines of varied shade, swept to one side.
     shade = np.ones((hb, wb), np.float32)
     thick = max(1, int(round(0.02 * iod)))
-    for _ in range(int(np.clip((x1 - x0) / max(0.02 * iod, 0.5), 20, 160))):
-        xa = rng.uniform(x0, x1)
-        xb = xa + app.fringe_slant * 0.5 * iod + rng.normal(0, 0.05 * iod)
-        ya, yb = np.interp(xa, xs, top), np.interp(xb, xs, edge) + 0.02 * iod
-        pts = to_img(np.array([xa, (xa + xb) / 2 + 0.05 * iod * app.fringe_slant, xb]),
-                     np.array([ya, (ya + yb) / 2, yb]))
-        cv2.polylines(shade, [fixed(pts)], False, float(rng.uniform(0.55, 1.6)), thick, cv2.LINE_AA, shift=4)
+    k = int(np.clip((x1 - x0) / max(0.02 * iod, 0.5), 20, 160))
+    xa = rng.uniform(x0, x1, k)  # all strands' draws at once: only the drawing is per strand
+    xb = xa + app.fringe_slant * 0.5 * iod + rng.normal(0, 0.05 * iod, k)
+    grey = rng.uniform(0.55, 1.6, k)
+    ya, yb = np.interp(xa, xs, top), np.interp(xb, xs, edge) + 0.02 * iod
+    sx = np.stack([xa, (xa + xb) / 2 + 0.05 * iod * app.fringe_slant, xb], 1)
+    sy = np.stack([ya, (ya + yb) / 2, yb], 1)
+    strands = fixed(origin + sx[..., None] * right + sy[..., None] * up)  # (k, 3, 2)
+    for pts, g in zip(strands, grey.tolist()):
+        cv2.polylines(shade, [pts], False, g, thick, cv2.LINE_AA, shift=4)
     layer = shade[..., None] * (np.asarray(app.fringe_rgb, np.float32) * np.float32(light))
     alpha = mask.astype(np.float32) / 255.0
     # Fade out towards the top, where the fringe merges into the rendered scalp.

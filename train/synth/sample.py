@@ -6,7 +6,7 @@ folders) all become `Sample`s, so training and evaluation never care where a fra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,6 +35,8 @@ class Sample:
     face_box: np.ndarray  # (4,) float32 x0, y0, x1, y1 pixels: the landmarks' extent, visible or not
     identity: int  # identity id; identity-disjoint splits rely on it
     label: str  # BONA_FIDE or one of ATTACK_TYPES
+    # The JPEG that rgb decodes from, when there is one: stored as is, so a frame is compressed once.
+    rgb_jpeg: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         h, w = self.depth_mm.shape

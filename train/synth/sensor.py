@@ -36,13 +36,12 @@ def sample_sensor(rng: np.random.Generator) -> SensorParams:
 
 
 _LUT_STEPS = 4096
-
-
 _BANK_SIZE = 1 << 22
+_BANK: np.ndarray | None = None
 
 
-def _noise_bank(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Standard normal noise for a frame: a random window of a fixed per-process bank (drawing ~1 M
+def _noise(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Standard normal noise for a frame: random windows of a fixed per-process bank (drawing ~1 M
     normals per frame would cost more than the whole render). The bank never changes, so a frame
     depends only on its own rng, whatever the process rendered before."""
     global _BANK
@@ -50,27 +49,28 @@ def _noise_bank(rng: np.random.Generator, size: int) -> np.ndarray:
         _BANK = np.random.default_rng(12345).standard_normal(_BANK_SIZE, dtype=np.float32)
     reps = -(-size // (_BANK_SIZE // 2))
     windows = [int(rng.integers(0, _BANK_SIZE // 2)) for _ in range(reps)]
+    if reps == 1:  # a frame up to 1.4 Mpixel: a view, no copy
+        return _BANK[windows[0] : windows[0] + size]
     return np.concatenate([_BANK[s : s + _BANK_SIZE // 2] for s in windows])[:size]
 
 
-_BANK: np.ndarray | None = None
-
-
-@numba.njit(cache=True, nogil=True)
-def _noise_and_gamma(img, noise, read_var, shot_var, lut, out):
-    """One pass per pixel: Poisson-Gaussian noise, then gamma through a 12-bit lookup table."""
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _expose_noise_gamma(img, gains, noise, read_var, shot_var, lut, out):
+    """One pass per pixel: exposure and white balance, Poisson-Gaussian noise, then gamma through a
+    12-bit lookup table; img (N, 3) float32 RGB → out (N, 3) uint8 BGR (the order JPEG codecs take)."""
     top = lut.size - 1
-    for i in range(img.size):
-        v = img[i]
-        v += np.sqrt(read_var + shot_var * max(v, 0.0)) * noise[i]
-        code = int(v * top + 0.5)
-        out[i] = lut[min(max(code, 0), top)]
+    for i in range(img.shape[0]):
+        for c in range(3):
+            v = img[i, c] * gains[c]
+            v += np.sqrt(read_var + shot_var * max(v, np.float32(0.0))) * noise[3 * i + c]
+            code = int(v * top + np.float32(0.5))
+            out[i, 2 - c] = lut[min(max(code, 0), top)]
 
 
-def apply_sensor(linear: np.ndarray, p: SensorParams, rng: np.random.Generator) -> np.ndarray:
-    """Linear RGB float (H, W, 3) → uint8 RGB frame."""
-    img = linear * (p.exposure * p.wb_gains).astype(np.float32)
-    if p.blur_sigma > 0:
+def sense(linear: np.ndarray, p: SensorParams, rng: np.random.Generator) -> np.ndarray:
+    """Linear RGB float (H, W, 3) → uint8 BGR as the sensor reads it out, before any compression."""
+    img = linear
+    if p.blur_sigma > 0:  # blur and exposure commute: blur first, expose in the per-pixel pass
         img = cv2.GaussianBlur(img, (0, 0), p.blur_sigma)
     if p.motion_px:
         kernel = np.zeros((p.motion_px, p.motion_px), np.float32)
@@ -84,16 +84,34 @@ def apply_sensor(linear: np.ndarray, p: SensorParams, rng: np.random.Generator) 
     # Noise is added at sensor level: darker scenes (low exposure) get relatively more of it.
     gain = 1.0 / max(p.exposure, 0.25)
     lut = (np.power(np.linspace(0, 1, _LUT_STEPS), 1.0 / p.gamma) * 255 + 0.5).astype(np.uint8)
-    frame = np.empty(img.shape, np.uint8)
-    _noise_and_gamma(
-        np.ascontiguousarray(img).ravel(),
-        _noise_bank(rng, img.size),
+    bgr = np.empty(img.shape, np.uint8)
+    _expose_noise_gamma(
+        np.ascontiguousarray(img, np.float32).reshape(-1, 3),
+        (p.exposure * p.wb_gains).astype(np.float32),
+        _noise(rng, img.size),
         np.float32(p.read_noise**2 * gain),
         np.float32(p.shot_noise**2),
         lut,
-        frame.ravel(),
+        bgr.reshape(-1, 3),
     )
+    return bgr
+
+
+def encode_jpeg(bgr: np.ndarray, quality: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """JPEG bytes → uint8 RGB."""
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def apply_sensor(linear: np.ndarray, p: SensorParams, rng: np.random.Generator) -> np.ndarray:
+    """Linear RGB float (H, W, 3) → uint8 RGB frame (through the camera's JPEG pass, if it has one)."""
+    bgr = sense(linear, p, rng)
     if p.jpeg_quality:
-        ok, buf = cv2.imencode(".jpg", frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, p.jpeg_quality])
-        frame = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
-    return np.ascontiguousarray(frame)
+        return decode_jpeg(encode_jpeg(bgr, p.jpeg_quality))
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

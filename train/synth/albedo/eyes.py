@@ -94,24 +94,42 @@ def _eye_colour(app: Appearance, r: np.ndarray, fibres: np.ndarray) -> np.ndarra
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
+def eye_polar_at(cx, cy):
+    """One point's eye coords → (angle from the axis r (radians), iris-fibre modulation), like _eye_polar."""
+    r = np.float32(np.sqrt(cx * cx + cy * cy))
+    phi = np.arctan2(cy, cx)
+    x = r / np.float32(0.47)
+    return r, np.float32(1.0 + 0.18 * np.cos(phi * 23.0 + 3.0 * x) * np.cos(phi * 7.0 - 2.0 * x))
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def eye_rgb_at(x, fibre, iris_r, pupil_r, sclera, iris, out):
+    """Eyeball albedo at angle x (radians) from the eye's axis into out (3,): pupil, iris (with
+    fibres), limbus, sclera."""
+    a_corner = min(max((x - 0.9) / 0.6, 0.0), 1.0)
+    a_iris = min(max((iris_r + 0.03 - x) / 0.06, 0.0), 1.0)
+    a_pupil = min(max((pupil_r + 0.02 - x) / 0.04, 0.0), 1.0)
+    u = min(x / iris_r, 1.0)
+    shade = (1.3 - 0.8 * u * u * u * u) * fibre
+    for k in range(3):
+        corner = 0.5 if k == 0 else (0.3 if k == 1 else 0.28)
+        c = sclera[k] + a_corner * (corner - sclera[k])
+        c += a_iris * (iris[k] * shade - c)
+        c += a_pupil * (0.008 - c)
+        out[k] = c
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def _k_eye(r, fibres, iris_r, pupil_r, sclera, iris, out):
     """Eyeball albedo, averaged over the n samples of each of P points, at angles r (P, n) (radians) from
-    the eye's axis: pupil, iris (with fibres), limbus, sclera."""
-    corner = (0.5, 0.3, 0.28)
+    the eye's axis."""
     n = r.shape[1]
+    one = np.empty(3, np.float32)
     for p in range(r.shape[0]):
         acc = np.zeros(3, np.float32)
         for q in range(n):
-            x = r[p, q]
-            a_corner = min(max((x - 0.9) / 0.6, 0.0), 1.0)
-            a_iris = min(max((iris_r + 0.03 - x) / 0.06, 0.0), 1.0)
-            a_pupil = min(max((pupil_r + 0.02 - x) / 0.04, 0.0), 1.0)
-            u = min(x / iris_r, 1.0)
-            shade = (1.3 - 0.8 * u * u * u * u) * fibres[p, q]
+            eye_rgb_at(r[p, q], fibres[p, q], iris_r, pupil_r, sclera, iris, one)
             for k in range(3):
-                c = sclera[k] + a_corner * (corner[k] - sclera[k])
-                c += a_iris * (iris[k] * shade - c)
-                c += a_pupil * (0.008 - c)
-                acc[k] += c
+                acc[k] += one[k]
         for k in range(3):
             out[p, k] = acc[k] / n
