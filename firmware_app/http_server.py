@@ -31,6 +31,9 @@ from firmware_app.httpd import BoundedHTTPServer, Limits, PreparsedHandlerMixin
 log = logging.getLogger(__name__)
 
 HTML, JSON, TEXT = "text/html; charset=utf-8", "application/json", "text/plain; charset=utf-8"
+# the pages' own inline script and style, images and fetches from this daemon, nothing else
+_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self'; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 _THUMB = re.compile(r"/live/thumb/([0-9a-f]{8,64})\.png")
 
 
@@ -210,6 +213,7 @@ class StatusServer:
                 self.send_header("Referrer-Policy", "no-referrer")  # the token may be in the URL
                 if ctype == HTML:
                     self.send_header("X-Frame-Options", "DENY")
+                    self.send_header("Content-Security-Policy", _CSP)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if not head_only:

@@ -158,6 +158,10 @@ def test_401_says_how_to_pass_the_token_and_the_favicon_needs_none():
         assert b"/live?token=" in body and b"Authorization: Bearer" in body and b"http.token" in body
         code, ctype, body = _get(base + "/status")
         assert code == 401 and b"?token=" in body and b"Bearer" in body
+        with urllib.request.urlopen(urllib.request.Request(base + "/live?token=s3cret")) as r:
+            csp = r.headers["Content-Security-Policy"]  # the page may load nothing from elsewhere
+            assert "default-src 'none'" in csp and "img-src 'self'" in csp
+            assert r.headers["Cache-Control"] == "no-store"
         code, ctype, body = _get(base + "/favicon.ico")
         assert code == 200 and ctype == "image/png" and body.startswith(b"\x89PNG")
     finally:
