@@ -27,7 +27,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from firmware_app.panels import depth_rgba
+from firmware_app.panels import decision_panel, depth_rgba
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ class LiveView:
         self._history: dict[int, deque] = {}  # track id → (unix time, value, state)
         self._decisions: tuple[object, list[dict]] = (None, [])  # (outbox files' state, events)
         self._sampled = -1
+        self._thumbs: OrderedDict[str, bytes] = OrderedDict()  # event id → panel PNG, decisions seen here
         self._views: dict[int, TrackView] = {}  # track id → its latest view (for a track gone from view)
         self._polled = 0.0
         self._sampler: threading.Thread | None = None
@@ -129,7 +130,8 @@ class LiveView:
             out["track"] = self._track(result)
         if out["track"] is None:
             out["track"] = self._last_track()
-        out["decisions"] = [{k: v for k, v in r.items() if not k.startswith("_")} for r in self.decisions()]
+        out["decisions"] = [{**{k: v for k, v in r.items() if not k.startswith("_")},
+                             "thumb": r["thumb"] or r.get("id") in self._thumbs} for r in self.decisions()]
         out["health"] = self.health()
         return out
 
@@ -180,6 +182,8 @@ class LiveView:
         fid = int(result.frame.frame_id)
         if fid == self._sampled:
             return
+        if getattr(result, "decision", None) is not None:
+            self._keep_thumbnail(result, fid)
         tv = tv or track_view(self.daemon, result)
         now = time.time()
         with self._lock:
@@ -285,8 +289,29 @@ class LiveView:
         row["_png"] = ev.get("depth_png") or ""
         return row
 
+    def _keep_thumbnail(self, result, frame_id: int) -> None:
+        """The deciding frame's panel, kept in memory for the event the daemon wrote for it (no file)."""
+        event = getattr(self.daemon, "last_decision", None) or {}
+        if event.get("frame_id") != frame_id or event.get("id") in self._thumbs:
+            return
+        try:
+            panel = decision_panel(result, float(getattr(self.daemon, "threshold_mm", 0.0) or 0.0))
+            png = _encode(".png", panel[..., ::-1])
+        except Exception as e:  # a thumbnail is a nicety: never break the sampler for it
+            log.debug("console thumbnail: %s", e)
+            return
+        with self._lock:
+            self._thumbs[event["id"]] = png
+            while len(self._thumbs) > 2 * self.n_decisions:
+                self._thumbs.popitem(last=False)
+
     def thumbnail(self, event_id: str) -> bytes | None:
-        """The decision panel PNG of a recent decision; only files under liveness.save_depth_dir."""
+        """The decision panel PNG of a recent decision: kept in memory when the page saw it decided, else
+        the file the event names, only under liveness.save_depth_dir."""
+        with self._lock:
+            kept = self._thumbs.get(event_id)
+        if kept is not None:
+            return kept
         row = next((r for r in self._decisions[1] if r.get("id") == event_id), None)
         root = getattr(getattr(getattr(self.daemon, "cfg", None), "liveness", None), "save_depth_dir", "")
         if row is None or not row["_png"] or not root:

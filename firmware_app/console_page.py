@@ -105,7 +105,7 @@ function track(s) {
 }
 let shownDecisions = null;
 function decisions(s) {
-  const key = s.decisions.map(d => d.id).join();
+  const key = s.decisions.map(d => d.id + d.thumb).join();
   if (key === shownDecisions) return;  // rebuilt only when a decision arrives (thumbnails load once)
   shownDecisions = key;
   const ol = $("decisions"); ol.innerHTML = "";

@@ -100,3 +100,19 @@ def test_decisions_newest_first_and_thumbnails_only_from_the_decisions_folder(pi
     assert view.thumbnail(events[0]["id"]) == b"\x89PNG inside"
     assert view.thumbnail(events[1]["id"]) is None and view.thumbnail(events[2]["id"]) is None
     assert view.thumbnail("0" * 32) is None
+
+
+def test_a_decision_seen_by_the_page_keeps_its_thumbnail_without_a_file(pipeline_result, tmp_path):
+    pipeline, result = pipeline_result
+    (tmp_path / "outbox").mkdir()
+    event = new_event("decision", decision="live", track_id=result.face.track_id, frame_id=7)
+    (tmp_path / "outbox" / "events-00000001.jsonl").write_text(json.dumps(event) + "\n")
+    fields = ("frame", "face", "crop", "depth", "liveness")
+    decided = SimpleNamespace(**{f: getattr(result, f) for f in fields}, decision=object())
+    daemon = _daemon(pipeline, decided, tmp_path)
+    daemon.last_decision = event  # what Daemon._publish leaves for the deciding frame
+    view = LiveView(daemon)
+    rows = view.snapshot()["decisions"]
+    assert rows[0]["id"] == event["id"] and rows[0]["thumb"] is True
+    png = cv2.imdecode(np.frombuffer(view.thumbnail(event["id"]), np.uint8), cv2.IMREAD_COLOR)
+    assert png.shape[0] == 160 and png.shape[1] >= 320  # input | depth colour map | verdict
