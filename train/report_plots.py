@@ -77,7 +77,7 @@ def plot_examples(predict: PredictFn, index: DatasetIndex, scores: list[SampleSc
         shown = [ex.rgb, np.where(ex.face, ex.relief, np.nan), np.where(prob[0] > 0.5, aligned, np.nan),
                  np.where(ex.face, np.abs(aligned - ex.relief), np.nan)]
         for j, (ax, img) in enumerate(zip(row, shown, strict=True)):
-            relief_kw = {"cmap": "viridis", "vmin": model.relief_min_mm, "vmax": model.relief_max_mm}
+            relief_kw = {"cmap": "turbo", "vmin": model.relief_min_mm, "vmax": model.relief_max_mm}
             kw = {} if j == 0 else ({"cmap": "magma", "vmin": 0, "vmax": 15} if j == 3 else relief_kw)
             im = ax.imshow(img, **kw)
             ax.set_xticks([])
