@@ -10,8 +10,9 @@ import pytest
 
 from train.synth import makehuman
 from train.synth.dataset import DatasetPlan, write_dataset
-from train.synth.dataset_index import DatasetError, DatasetIndex
+from train.synth.dataset_index import DatasetError, DatasetIndex, split_for_shard
 from train.synth.generator import GeneratorConfig
+from train.synth.sample import ATTACK_TYPES
 from train.synth.shards import CorruptShardError, ShardReader, encode_shard, sha256_of, write_shard
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,3 +175,32 @@ def test_a_full_disk_is_a_clear_error_and_the_rerun_completes(tmp_path, monkeypa
     report = write_dataset(plan, workers=1, progress=False)
     assert report.generated + report.skipped == 2 and report.skipped >= 1
     assert DatasetIndex.load(plan.out).n_samples() == 2
+
+
+def test_a_test_only_set_holds_the_test_shards_of_the_same_seed(dataset, tmp_path):
+    plan = DatasetPlan(tmp_path / "tests", n=6, seed=dataset.seed, shard_size=3, config=SMALL, split="test")
+    assert plan.shard_ids() == [0, 10]
+    report = write_dataset(plan, workers=1, progress=False)
+    assert report.generated == 6 and report.cpu_ms_per_frame > 0
+    index = DatasetIndex.load(plan.out)
+    assert {e.split for e in index.entries()} == {"test"} and index.meta["split"] == "test"
+    assert index.counts()["test"] == plan.planned_counts()
+    # Shard 0 is the very shard the full dataset of that seed tests on, byte for byte ...
+    assert sha256_of(plan.out / "shard-00000.npz") == sha256_of(dataset.out / "shard-00000.npz")
+    # ... and no identity of the test-only set is in any other split of the full dataset.
+    full = DatasetIndex.load(dataset.out)
+    others = {i for split in ("train", "val") for e in full.entries(split) for i in e.identities}
+    assert others and not others & {i for e in index.entries() for i in e.identities}
+    with pytest.raises(DatasetError, match="other arguments"):  # a full dataset there is another recipe
+        write_dataset(DatasetPlan(plan.out, 6, dataset.seed, 3, SMALL), workers=1, progress=False)
+
+
+def test_the_test_set_recipe_is_large_enough_to_measure():
+    """`make data-test`: >= 2,000 bona fide, >= 1,000 attacks, >= 200 of each attack type (labels are
+    drawn before rendering, so the counts are known without generating a frame)."""
+    plan = DatasetPlan(Path("unused"), 3200, 0, 64, GeneratorConfig(attack_share=0.35), split="test")
+    counts = plan.planned_counts()
+    assert counts.pop("bona_fide") >= 2000
+    assert sum(counts.values()) >= 1000 and set(counts) == set(ATTACK_TYPES)
+    assert min(counts.values()) >= 200
+    assert all(split_for_shard(s) == "test" for s in plan.shard_ids())

@@ -8,6 +8,7 @@ with a matching hash are kept and the rest (missing, half-written `.tmp`, or alt
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import logging
 import multiprocessing as mp
@@ -17,11 +18,12 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from train.provenance import source_commit
 from train.synth.dataset_index import DatasetError, DatasetIndex, ShardEntry, split_for_shard
-from train.synth.generator import GeneratorConfig, generate_shard, warm_up
+from train.synth.generator import GeneratorConfig, generate_shard, shard_labels, warm_up
 from train.synth.shards import write_shard
 
 log = logging.getLogger(__name__)
@@ -34,22 +36,45 @@ class DatasetPlan:
     seed: int
     shard_size: int
     config: GeneratorConfig
+    split: str | None = None  # only the shards split_for_shard gives this split (e.g. a test set)
 
     @property
     def n_shards(self) -> int:
         return -(-self.n // self.shard_size)
 
+    def shard_ids(self) -> list[int]:
+        """The dataset's shard ids: 0, 1, 2... or, for one split, the ids that split_for_shard assigns
+        to it (test: 0, 10, 20...). Identities are drawn from (seed, shard id), so a one-split set holds
+        the very shards, and identities, that a full dataset of the same seed puts in that split:
+        identity-disjoint from the other splits of every dataset made with that seed."""
+        if self.split is None:
+            return list(range(self.n_shards))
+        ids = (s for s in itertools.count() if split_for_shard(s) == self.split)
+        return list(itertools.islice(ids, self.n_shards))
+
     def shard_n(self, shard_id: int) -> int:
-        return min(self.shard_size, self.n - shard_id * self.shard_size)
+        position = self.shard_ids().index(shard_id) if self.split else shard_id
+        return min(self.shard_size, self.n - position * self.shard_size)
+
+    def planned_counts(self) -> dict[str, int]:
+        """Samples per label this plan will hold (labels are drawn before any rendering)."""
+        counts: Counter = Counter()
+        for s in self.shard_ids():  # the rng generate_shard draws a shard's labels from
+            rng = np.random.default_rng([self.seed, s, 0, 0])
+            counts.update(shard_labels(self.config, self.shard_n(s), rng))
+        return dict(sorted(counts.items()))
 
     def meta(self) -> dict:
-        return {
+        meta = {
             "generator": self.config.to_dict(),
             "n": self.n,
             "seed": self.seed,
             "shard_size": self.shard_size,
             "source_commit": source_commit(),
         }
+        if self.split:
+            meta["split"] = self.split  # absent for a full dataset, as in datasets written before it
+        return meta
 
 
 def _open_index(plan: DatasetPlan) -> DatasetIndex:
@@ -76,8 +101,9 @@ def _jsonish(obj):
     return json.loads(json.dumps(obj))
 
 
-def _work(args: tuple[DatasetPlan, int]) -> tuple[int, ShardEntry, int]:
+def _work(args: tuple[DatasetPlan, int]) -> tuple[int, ShardEntry, int, float]:
     plan, shard_id = args
+    cpu = time.process_time()
     samples = generate_shard(plan.config, plan.seed, shard_id, plan.shard_n(shard_id))
     name = f"shard-{shard_id:05d}.npz"
     sha = write_shard(plan.out / name, samples)
@@ -89,7 +115,8 @@ def _work(args: tuple[DatasetPlan, int]) -> tuple[int, ShardEntry, int]:
         labels=dict(Counter(s.label for s in samples)),
         identities=sorted({s.identity for s in samples}),
     )
-    return shard_id, entry, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cpu = time.process_time() - cpu
+    return shard_id, entry, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, cpu
 
 
 @dataclass(frozen=True)
@@ -98,31 +125,38 @@ class WriteReport:
     skipped: int  # samples of shards already complete
     seconds: float
     peak_rss_mb_per_worker: float
+    cpu_seconds: float = 0.0  # the workers' CPU time generating and writing shards, all together
 
     @property
     def frames_per_second(self) -> float:
         return self.generated / self.seconds if self.seconds else 0.0
 
+    @property
+    def cpu_ms_per_frame(self) -> float:
+        """CPU cost of a frame, which other load on the machine hardly changes (wall time it does)."""
+        return 1000.0 * self.cpu_seconds / self.generated if self.generated else 0.0
+
 
 def write_dataset(plan: DatasetPlan, workers: int, progress: bool = True) -> WriteReport:
     index = _open_index(plan)
-    todo = [s for s in range(plan.n_shards) if not index.is_complete(s)]
-    skipped = sum(plan.shard_n(s) for s in range(plan.n_shards) if s not in todo)
+    todo = [s for s in plan.shard_ids() if not index.is_complete(s)]
+    skipped = sum(plan.shard_n(s) for s in plan.shard_ids() if s not in todo)
     total = sum(plan.shard_n(s) for s in todo)
     bar = tqdm(
         total=total, unit="frame", desc=f"dataset {plan.out.name}", disable=not progress, smoothing=0.1
     )
-    peak_kb = 0
+    peak_kb, cpu = 0, 0.0
     if todo:
         warm_up(plan.config)
     start = time.perf_counter()
     ctx = mp.get_context("fork")
     try:
         with ctx.Pool(workers, maxtasksperchild=50) as pool:
-            for shard_id, entry, rss_kb in pool.imap_unordered(_work, [(plan, s) for s in todo]):
+            for shard_id, entry, rss_kb, shard_cpu in pool.imap_unordered(_work, [(plan, s) for s in todo]):
                 index.shards[shard_id] = entry
                 index.save()
                 peak_kb = max(peak_kb, rss_kb)
+                cpu += shard_cpu
                 bar.update(entry.n)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
@@ -133,4 +167,4 @@ def write_dataset(plan: DatasetPlan, workers: int, progress: bool = True) -> Wri
         raise
     finally:
         bar.close()
-    return WriteReport(total, skipped, time.perf_counter() - start, peak_kb / 1024.0)
+    return WriteReport(total, skipped, time.perf_counter() - start, peak_kb / 1024.0, cpu)
