@@ -57,6 +57,10 @@ qs-daemon: setup  ## quick start: the daemon on that clip with QS_BUNDLE; prints
 data: setup  ## write (or resume) the default model's dataset recipe: N=8000 SEED=0 ATTACK_SHARE=0.3 into out/synth
 	$(PY) -m train.synth dataset --out $(OUT)/synth --n $(N) --seed $(SEED) --workers $(WORKERS) --attack-share $(ATTACK_SHARE)
 
+.PHONY: data-test
+data-test: setup  ## the test set out/synth_test: 3,200 frames = 2,100 bona fide + 1,100 attacks (>= 214 per type), identity-disjoint from train/val
+	$(PY) -m train.synth dataset --out $(OUT)/synth_test --split test --n 3200 --seed $(SEED) --workers $(WORKERS) --attack-share 0.35
+
 preview: setup  ## contact sheet of out/synth (frame | depth | mask + landmarks, attacks included)
 	$(PY) -m train.synth preview --dataset $(OUT)/synth --out $(OUT)/synth/preview.png
 
