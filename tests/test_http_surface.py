@@ -89,9 +89,9 @@ def test_slowloris_and_idle_connections_are_closed_after_the_request_deadline():
         idle = socket.create_connection(("127.0.0.1", server.port))
         # a byte every 0.1 s of a head that never ends: each read succeeds, the deadline still holds
         t = _closed_within(slow, 3.0, trickle=b"GET /healthz HTTP/1.1\r\nX-a: b\r\n")
-        assert t is not None and 0.4 < t < 1.5, f"slowloris closed after {t}"
+        assert t is not None and 0.4 < t < 2.5, f"slowloris closed after {t}"
         t = _closed_within(idle, 3.0)
-        assert t is not None and t < 1.5, f"idle connection closed after {t}"
+        assert t is not None and t < 2.5, f"idle connection closed after {t}"
         assert server.httpd.closed_slow >= 2
     finally:
         server.close()
