@@ -93,6 +93,15 @@ bench-peer: setup  ## int8 depth vs MediaPipe face mesh: 1-thread latency, relie
 	$(PY) -m convert.mediapipe_assets
 	$(PY) -m convert.peer --bundle $(BUNDLE) --dataset $(OUT)/synth
 
+.PHONY: photo-attacks bench-photo-attacks
+PHOTO_N ?= 400
+photo-attacks: setup  ## held-out slice: prints/screens of real public-domain photos never in training → out/photo_attacks (PHOTO_N=400)
+	$(PY) -m train.synth.photo_attacks --out $(OUT)/photo_attacks --n $(PHOTO_N) --seed $(SEED)
+
+bench-photo-attacks: setup  ## frame APCER on that slice per source, type, face size, Wilson 95 % (BUNDLE=) → out/bench/photo_attacks.json
+	@test -f $(OUT)/photo_attacks/index.json || $(MAKE) --no-print-directory photo-attacks
+	$(PY) -m convert.photo_attack_eval --bundle $(BUNDLE) --dataset $(OUT)/photo_attacks --out $(OUT)/bench/photo_attacks.json
+
 TFLRT := $(OUT)/tflrt
 $(TFLRT)/.installed: requirements/tflite-runtime.txt
 	python3 -m venv $(TFLRT)
