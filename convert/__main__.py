@@ -48,8 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     print(comparison_text(v))
     print(f"depth.tflite: {q.size_bytes / 1024:.1f} KB, {m['depth_model']['macs'] / 1e6:.1f} M MACs, "
           f"int8 {v.int8_latency_ms:.2f} ms/frame (1 thread, this machine); ops {q.op_counts()}")
-    print(f"liveness: threshold {live['threshold_mm']:.2f} mm (val BPCER {live['val_bpcer']}, "
-          f"test APCER {live['test_apcer']}, test BPCER {live['test_bpcer']})")
+    ev = live.get("evidence", {})
+    print(f"liveness: evidence {ev.get('features')} fitted on {ev.get('calibration')}; per frame at LLR ≥ "
+          f"{live.get('frame_llr_threshold')}: val BPCER {live['val_bpcer']}, "
+          f"test APCER {live['test_apcer']}, test BPCER {live['test_bpcer']}, "
+          f"test APCER by type {live.get('test_apcer_by_type')}; "
+          f"relief threshold {live['threshold_mm']:.2f} mm (display)")
     for note in v.notes:
         print(f"note: {note}")
     print(f"bundle {m['version']} → {r.path}")

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.liveness import wilson
 from firmware_app.camera import EndOfStream, Frame, make_camera
 from firmware_app.config import CameraConfig, Config, load_config
 from firmware_app.liveness import LIVE
@@ -38,17 +39,6 @@ from firmware_app.pipeline import Pipeline
 from firmware_app.profiling import Profiler
 
 log = logging.getLogger(__name__)
-Z95 = 1.959964
-
-
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of k successes in n trials."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def quantile_ci(values, q: float) -> tuple[float, float, float]:

@@ -12,8 +12,8 @@ bona fide samples in validation: a logistic fit on fewer says little, and the bo
 (APCER ≤ 1 %) would rest on nothing.
 
 Reported (ISO/IEC 30107-3 style, per frame): the frame-LLR threshold at `bpcer_target` (1 %) of the
-scored bona fide validation samples, and BPCER / APCER (overall and per attack type) at it on
-validation and test. An unscored bona fide sample counts as rejected, an unscored attack as not
+scored bona fide validation samples, and BPCER / APCER at it on validation and test, per attack type
+on test with Wilson 95 % intervals. An unscored bona fide sample counts as rejected, an unscored attack as not
 accepted. The door's decision is per track (firmware_app/liveness.py); these are frame figures.
 Also kept: the v1 score (`liveness_score`, the plane-removed relief range) and its threshold at
 `bpcer_target`, `threshold_mm`, which the device shows beside each frame.
@@ -40,6 +40,16 @@ MIN_BONA_FIDE = 50
 RIDGE = 1e-3
 
 
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval (95 %) of k successes in n trials."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * float(np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
 def liveness_score(relief: np.ndarray, face_prob: np.ndarray) -> float:
     """The v1 score (plane-removed relief range, mm) of one (80, 80) relief map; NaN if unscored."""
     mask = face_prob > MASK_PROB
@@ -57,7 +67,7 @@ def features_of(results: Sequence[DepthResult]) -> list[Features | None]:
 class SplitRates:
     bpcer: float
     apcer: float  # NaN without attacks
-    apcer_by_type: dict
+    apcer_by_type: dict  # attack type → (accepted, attacks)
     counts: tuple[int, int, int]  # (bona fide, attack, unscored)
 
 
@@ -96,7 +106,9 @@ class LivenessCalibration:
                 "bpcer_target": self.bpcer_target,
                 "val_bpcer": num(self.val.bpcer), "val_apcer": num(self.val.apcer),
                 "test_bpcer": num(self.test.bpcer), "test_apcer": num(self.test.apcer),
-                "test_apcer_by_type": {k: num(v) for k, v in self.test.apcer_by_type.items()},
+                "test_apcer_by_type": {t: {"apcer": num(k / n), "attacks": n,
+                                           "wilson95": [num(v) for v in wilson(k, n)]}
+                                       for t, (k, n) in self.test.apcer_by_type.items()},
                 "n_val": counts(self.val.counts), "n_test": counts(self.test.counts),
                 "notes": list(self.notes)}
 
@@ -158,7 +170,8 @@ def _rates(llr: np.ndarray, labels: Sequence[str], threshold: float) -> SplitRat
     live = np.nan_to_num(llr, nan=-np.inf) >= threshold  # unscored: never live
     bpcer = float((~live[bona]).mean()) if bona.any() else float("nan")
     apcer = float(live[~bona].mean()) if (~bona).any() else float("nan")
-    by_type = {t: float(live[labels == t].mean()) for t in sorted(set(labels[~bona]))}
+    by_type = {t: (int(live[labels == t].sum()), int((labels == t).sum()))
+               for t in sorted(set(labels[~bona]))}
     return SplitRates(bpcer, apcer, by_type, (int(bona.sum()), int((~bona).sum()), int(np.isnan(llr).sum())))
 
 
