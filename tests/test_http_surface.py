@@ -126,8 +126,13 @@ def test_a_full_queue_is_answered_busy_at_once_and_headers_are_bounded():
         assert set(codes) == {200, 503} and codes.count(503) >= 3  # 1 worker + a queue of 4; none hang
         big = socket.create_connection(("127.0.0.1", server.port))
         big.sendall(b"GET /healthz HTTP/1.0\r\nX: " + b"a" * 20000)
-        assert big.recv(100).startswith(b"HTTP/1.0 431")
+        try:  # the server answers 431 and closes; the unread rest of the head may turn that into a reset
+            answer = big.recv(100)
+        except ConnectionResetError:
+            answer = b"reset"
+        assert answer.startswith(b"HTTP/1.0 431") or answer == b"reset"
         big.close()
+        assert not server.httpd._pending  # nothing held for it
     finally:
         server.close()
 
