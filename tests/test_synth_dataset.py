@@ -204,3 +204,26 @@ def test_the_test_set_recipe_is_large_enough_to_measure():
     assert sum(counts.values()) >= 1000 and set(counts) == set(ATTACK_TYPES)
     assert min(counts.values()) >= 200
     assert all(split_for_shard(s) == "test" for s in plan.shard_ids())
+
+
+def test_shards_written_before_the_depth_codec_read_exactly(dataset, tmp_path):
+    """Shards without `dm_codec` hold the depth crop as plain float32 bytes (datasets made before it)."""
+    import io
+    import zlib
+
+    samples = list(next(DatasetIndex.load(dataset.out).readers()))
+    arrays = encode_shard(samples)
+    del arrays["dm_codec"]
+    blobs = []
+    for s, (y0, y1, x0, x1) in zip(samples, arrays["dm_box"]):
+        depth, mask = (np.ascontiguousarray(a[y0:y1, x0:x1]) for a in (s.depth_mm, s.mask))
+        blobs.append(zlib.compress(depth.tobytes() + mask.tobytes()))
+    arrays["dm_blob"] = np.frombuffer(b"".join(blobs), np.uint8)
+    arrays["dm_offsets"] = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    (tmp_path / "old.npz").write_bytes(buffer.getvalue())
+    for a, b in zip(samples, ShardReader(tmp_path / "old.npz")):
+        np.testing.assert_array_equal(a.depth_mm, b.depth_mm)
+        np.testing.assert_array_equal(a.mask, b.mask)
+    assert arrays["dm_blob"].size > 1.5 * encode_shard(samples)["dm_blob"].size  # the codec pays

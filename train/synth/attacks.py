@@ -92,7 +92,7 @@ def medium_points(medium: Medium, uv: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class AttackLayer:
-    radiance: np.ndarray  # (H, W, 3) float32 linear
+    radiance: np.ndarray  # (H, W, 3) float32 linear: the canvas drawn into (else black around the medium)
     depth: np.ndarray
     mask: np.ndarray
     landmarks_2d: np.ndarray

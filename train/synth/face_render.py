@@ -49,7 +49,7 @@ class HeadPose:
 
 @dataclass(frozen=True)
 class FaceLayer:
-    radiance: np.ndarray  # (H, W, 3) float32 linear RGB, 0 where not covered
+    radiance: np.ndarray  # (H, W, 3) float32 linear RGB: the canvas drawn into (else black around the head)
     depth: np.ndarray  # (H, W) float32 mm
     mask: np.ndarray  # (H, W) uint8 MASK_*
     landmarks_2d: np.ndarray  # (68, 2)

@@ -189,21 +189,3 @@ def interpolate(raster: Raster, corner_values: np.ndarray) -> np.ndarray:
     out = np.zeros((h * w, corner_values.shape[-1]), np.float32)
     out[raster.hit_index] = raster.at_hits(corner_values)
     return out.reshape(h, w, -1)
-
-
-def sample_texture(
-    texture: np.ndarray, x: np.ndarray, y: np.ndarray, interpolation: int, border: int
-) -> np.ndarray:
-    """Sample a texture at P pixel positions (x, y) → (P, C).
-
-    cv2.remap limits map sides to 32767, so the P positions are laid out as rows of 1024.
-    """
-    import cv2
-
-    p = len(x)
-    rows = max(-(-p // 1024), 1)
-    mx = np.zeros(rows * 1024, np.float32)
-    my = np.zeros(rows * 1024, np.float32)
-    mx[:p], my[:p] = x, y
-    out = cv2.remap(texture, mx.reshape(rows, 1024), my.reshape(rows, 1024), interpolation, borderMode=border)
-    return out.reshape(rows * 1024, -1)[:p]

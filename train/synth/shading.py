@@ -1,4 +1,5 @@
-"""Lambert + Blinn-Phong specular + ambient shading under a few random coloured lights."""
+"""A few random coloured lights and ambient light (face_pass.py and attacks.py shade with them: Lambert
++ Blinn-Phong specular + ambient)."""
 
 from __future__ import annotations
 
@@ -24,26 +25,3 @@ def sample_lighting(rng: np.random.Generator) -> Lighting:
     colours[0] *= 1.3  # a key light
     ambient = rng.uniform(0.08, 0.35) * (1 + rng.uniform(-0.1, 0.1, 3))
     return Lighting(d.astype(np.float32), colours.astype(np.float32), ambient.astype(np.float32))
-
-
-def shade(
-    albedo: np.ndarray,
-    normals: np.ndarray,
-    points: np.ndarray,
-    lighting: Lighting,
-    specular: np.ndarray,
-    shininess: np.ndarray,
-) -> np.ndarray:
-    """Shade P surface points: albedo (P, 3), unit normals (P, 3), points (P, 3) camera frame.
-
-    specular (P,) and shininess (P,) vary per point (oily nose, wet eyes). Returns linear RGB (P, 3).
-    """
-    view = -points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-6)
-    out = albedo * lighting.ambient
-    for d, c in zip(lighting.directions, lighting.colours):
-        lambert = np.clip(normals @ d, 0.0, None)
-        half = d + view
-        half /= np.maximum(np.linalg.norm(half, axis=1, keepdims=True), 1e-6)
-        spec = np.clip(np.sum(normals * half, axis=1), 0.0, None) ** shininess * (lambert > 0)
-        out = out + albedo * (lambert[:, None] * c) + (specular * spec)[:, None] * c
-    return out
