@@ -141,6 +141,8 @@ def make_manifest(out: Path, info: dict, cfg, q: QuantResult, v: VerifyResult, i
         "dataset": {"path": str(Path(index.root).resolve()),
                     "index_sha256": sha256_file(Path(index.root) / "index.json"),
                     "trained_index_sha256": info["dataset"].get("index_sha256")},
+        # weights_sha256: the committed models/default/model.weights.h5 this bundle was converted from
+        "weights_sha256": info.get("weights_sha256"),
         "run": {"name": info["name"], "status": info.get("status"), "best": info.get("best"),
                 "versions": info.get("versions")},
         "source_commit": source_commit(),

@@ -86,9 +86,10 @@ def test_litert_output_matches_keras(built):
     cfg, model, _ = load_run(built["run"])
     crops = np.stack([ex.rgb for _, _, ex in iter_examples(built["index"], "test", cfg.data, cfg.model,
                                                              max_samples=6)])
-    relief_f, prob_f, _ = keras_predict_fn(model)(crops)
+    relief_f, prob_f, *_ = keras_predict_fn(model)(crops)
     int8 = TFLitePredict(built["result"].path / "depth.tflite", 1)
-    relief_q, prob_q, bins_q = int8(crops)
+    relief_q, prob_q, bins_q, live_q = int8(crops)
+    assert live_q is None  # a v1 model has no liveness logit
     step = float(int8.out["relief"]["quantization"][0])
     spread = float(relief_f.max() - relief_f.min())
     err = np.abs(relief_q - relief_f)

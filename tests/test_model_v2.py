@@ -103,3 +103,30 @@ def test_sessions_warm_start_and_promote_only_on_improvement(tmp_path, monkeypat
     with pytest.raises(ConfigError, match="another model config"):
         session.session_config(other, models, fresh=False)
     assert session.session_config(other, models, fresh=True)[1] is None
+
+
+def test_v2_converts_to_int8_with_its_live_logit_and_the_device_reads_it(tmp_path):
+    """All three outputs survive full-integer conversion; the device's DepthEstimator finds "live" by name
+    and its dequantised logit follows the float model's."""
+    import keras
+
+    from convert.quantize import convert_int8, inspect_tflite
+    from firmware_app.depth import DepthEstimator
+    from train.data import Source, make_example
+
+    keras.utils.set_random_seed(3)
+    index = write_fake_dataset(tmp_path / "d", n_train=0, n_val=24, n_test=0, per_shard=8)
+    src = Source(index, "val")
+    crops = np.stack([make_example(src.sample(*k), DataConfig(), TINY_V2).rgb for k in src.keys])
+    model = build_model(TINY_V2)
+    path = tmp_path / "v2.tflite"
+    path.write_bytes(convert_int8(model, np.concatenate([crops] * 5), TINY_V2.relief_range_mm))
+    _, _, outputs = inspect_tflite(path)
+    assert [o.name for o in outputs] == ["bins", "relief", "live"] and outputs[2].dtype == "int8"
+    est = DepthEstimator(path)
+    assert est.has_live and "live" in est.output_quant
+    float_live = np.asarray(model.predict(crops.astype(np.float32), verbose=0)["live"])[:, 0]
+    int8_live = np.array([est.predict(c).live_logit for c in crops])
+    scale = est.output_quant["live"][0]
+    assert np.abs(int8_live - float_live).max() < max(4 * scale, 0.1 * np.ptp(float_live) + scale)
+    assert np.corrcoef(int8_live, float_live)[0, 1] > 0.9 or np.ptp(float_live) < 4 * scale
