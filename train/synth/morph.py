@@ -130,7 +130,7 @@ def _local_weights(names: tuple[str, ...], rng: np.random.Generator, spread: flo
     values: dict[str, float] = {}
     for name, key, opposite in _local_plan(names):
         if key not in values:
-            values[key] = float(np.clip(rng.normal(0.0, spread), -1.0, 1.0))
+            values[key] = min(max(float(rng.normal(0.0, spread)), -1.0), 1.0)  # np.clip: 20x slower
         value = values[key] + rng.normal(0.0, 0.05 * spread)
         if opposite is not None:
             weights[name] = max(-value, 0.0)
