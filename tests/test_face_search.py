@@ -118,8 +118,8 @@ def _bundle(tmp_path, models, full_range: bool):
 
 
 def test_make_finder_follows_the_config_and_the_bundle(tmp_path, models):
-    old = _bundle(tmp_path / "old", models, False) if (tmp_path / "old").mkdir() is None else None
-    new = _bundle(tmp_path / "new", models, True) if (tmp_path / "new").mkdir() is None else None
+    (tmp_path / "old").mkdir(), (tmp_path / "new").mkdir()
+    old, new = _bundle(tmp_path / "old", models, False), _bundle(tmp_path / "new", models, True)
     assert make_finder(old, DetectorConfig()).model == "short_range"  # auto: what the bundle has
     assert make_finder(new, DetectorConfig()).model == "full_range"
     assert make_finder(new, DetectorConfig(model="short_range")).model == "short_range"
@@ -165,3 +165,17 @@ def test_grey_astronaut_is_still_found(full):
 
     faces = FaceFinder(full).detect(to_grey3(astronaut()))
     assert len(faces) == 1 and 150 < faces[0].center[0] < 300
+
+
+def test_bench_detect_bands_and_report():
+    from train.bench_detect import Outcome, band_of, band_table, format_report
+
+    assert [band_of(d) for d in (250, 300, 499, 500, 1999, 2000, 2100)] == [0, 0, 0, 1, 4, 4, 4]
+    outs = [Outcome(400, 0, True, True, 0, 2, 5, None)] * 19 + [Outcome(400, 50, False, False, 1, 2, 5, None)]
+    outs += [Outcome(1800, 10, True, False, 0, 2, 5, None)]
+    rows = band_table(outs)
+    assert (rows[0]["found"], rows[0]["frames"], rows[0]["false_boxes"]) == (19, 20, 1)
+    assert (rows[4]["found"], rows[4]["first"]) == (1, 0)
+    text = "\n".join(format_report("search", outs, {}, hold=4))
+    assert "19/20" in text and "95.0% ok" in text and "1st frame   0.0%" in text
+    assert "misses: 1, of which 1 with |yaw| ≥ 40°" in text

@@ -38,6 +38,7 @@ from train.synth.realism import EYES, match
 GOAL = 0.95
 MIN_DISTANCE_MM = 300.0
 BAND_EDGES_MM = (300.0, 500.0, 700.0, 1000.0, 1500.0, 2000.0)
+PROFILE_YAW = 40.0
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,13 @@ class Rendered:
     face_box: np.ndarray  # 68-landmark extent, x0, y0, x1, y1
     distance_mm: float
     eyes: np.ndarray  # (2, 2) centres of the subject's right and left eye landmarks
+    yaw: float  # head yaw, degrees
 
 
 @dataclass(frozen=True)
 class Outcome:
     distance_mm: float
+    yaw: float
     found: bool
     first: bool  # found on the first frame it was shown
     false_boxes: int
@@ -71,7 +74,7 @@ def render(n: int, seed: int, max_distance: float, progress: bool = False) -> li
         s = generate_sample(cfg, identity, BONA_FIDE, np.random.default_rng([seed, i, 2]))
         eyes = np.stack([s.landmarks_2d[36:42].mean(0), s.landmarks_2d[42:48].mean(0)])
         distance = float(np.linalg.norm(s.landmarks_3d[EYES].mean(axis=0)))
-        out.append(Rendered(s.rgb, np.asarray(s.face_box, np.float64), distance, eyes))
+        out.append(Rendered(s.rgb, np.asarray(s.face_box, np.float64), distance, eyes, float(s.pose_deg[0])))
         if progress and ((i + 1) % 25 == 0 or i + 1 == n):
             rate = (i + 1) / (time.perf_counter() - start)
             eta = (n - i - 1) / rate
@@ -84,7 +87,7 @@ def _outcome(frame: Rendered, faces: list[Face], first: bool | None, calls: floa
     found = k is not None
     box = tuple(float(v) for v in faces[k].box) if found else None
     first = found if first is None else first
-    return Outcome(frame.distance_mm, found, first, len(faces) - found, calls, ms, box)
+    return Outcome(frame.distance_mm, frame.yaw, found, first, len(faces) - found, calls, ms, box)
 
 
 def run_plain(detector: FaceDetector, frames: list[Rendered], check_keypoints: bool) -> list[Outcome]:
@@ -173,6 +176,12 @@ def format_report(name: str, outcomes: list[Outcome], fit: dict, hold: int | Non
             f"  {r['band_mm'][0]:4.0f}-{r['band_mm'][1]:4.0f} mm  {r['found']:4d}/{n:<4d} "
             f"{100 * rate:5.1f}% {mark:5s}{first}  false boxes {r['false_boxes']}"
         )
+    misses = [o for o in outcomes if not o.found]
+    if misses:
+        turned = sum(abs(o.yaw) >= PROFILE_YAW for o in misses)
+        share = sum(abs(o.yaw) >= PROFILE_YAW for o in outcomes) / len(outcomes)
+        lines.append(f"  misses: {len(misses)}, of which {turned} with |yaw| ≥ {PROFILE_YAW:.0f}° "
+                     f"({100 * share:.0f}% of all frames are)")
     if fit:
         lines.append(
             f"  box → 68-landmark extent (eye-aligned, × box width, n={fit['n']}): centre "
