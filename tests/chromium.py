@@ -111,8 +111,13 @@ class Page:
                 raise TimeoutError(f"{expression} still falsy after {timeout} s")
             time.sleep(poll)
 
-    def screenshot(self) -> bytes:
-        return base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
+    def screenshot(self, clip: tuple[int, int, int, int] | None = None) -> bytes:
+        """PNG of the viewport, or of the CSS-pixel box (x0, y0, x1, y1) only."""
+        params = {"format": "png"}
+        if clip is not None:
+            x0, y0, x1, y1 = clip
+            params["clip"] = {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0, "scale": 1}
+        return base64.b64decode(self.call("Page.captureScreenshot", **params)["data"])
 
 
 class Chromium:

@@ -34,6 +34,7 @@ SCENES = ("bona_fide", "print_flat", "replay_tablet")
 def render_clip(out: Path, seconds: float = 4, fps: float = 10, seed: int = 0) -> Path:
     """The quick-start clip in `out` (rendered once; ~7 s)."""
     if not (out / "labels.json").is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "train.synth.clip", "--out", str(out),
                         "--seconds", str(seconds),
                         "--fps", str(fps), "--seed", str(seed)], cwd=REPO, check=True, capture_output=True)
@@ -126,8 +127,8 @@ def rect(page, element_id: str) -> tuple[int, int, int, int]:
     return tuple(int(round(v)) for v in r)
 
 
-def screenshot_rgb(page) -> np.ndarray:
-    png = np.frombuffer(page.screenshot(), np.uint8)
+def screenshot_rgb(page, clip=None) -> np.ndarray:
+    png = np.frombuffer(page.screenshot(clip), np.uint8)
     return cv2.imdecode(png, cv2.IMREAD_COLOR)[..., ::-1]
 
 
@@ -137,14 +138,15 @@ def legend_mm(pixels: np.ndarray) -> np.ndarray:
 
     mm = np.linspace(*RELIEF_SCALE_MM, 256)
     lut = relief_colours(mm).astype(np.float32)
-    d = ((pixels.astype(np.float32)[:, None, :] - lut[None]) ** 2).sum(-1)
-    return mm[d.argmin(1)]
+    colours, back = np.unique(pixels.reshape(-1, 3), axis=0, return_inverse=True)  # few distinct colours
+    d = ((colours.astype(np.float32)[:, None, :] - lut[None]) ** 2).sum(-1)
+    return mm[d.argmin(1)][back.ravel()]
 
 
 def depth_band_mm(page) -> tuple[float, int]:
     """(10th-90th percentile spread in mm, face pixels) of the depth panel as rendered on screen."""
     x0, y0, x1, y1 = rect(page, "depth")
-    shot = screenshot_rgb(page)[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2].reshape(-1, 3)
+    shot = screenshot_rgb(page, (x0 + 2, y0 + 2, x1 - 2, y1 - 2)).reshape(-1, 3)
     face = shot[shot.astype(int).sum(1) > 60]  # off the face the panel is black
     if len(face) < 100:
         return float("nan"), len(face)

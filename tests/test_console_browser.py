@@ -23,6 +23,7 @@ from tests.console_live import (
     screenshot_rgb,
     split_scenes,
 )
+from tests.test_fw_fixtures import CACHE
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs chromium (apt-get install chromium)")
 DECIDED = " && ['live','spoof','undecided'].includes(document.body.dataset.state)"
@@ -37,7 +38,8 @@ def browser():
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
     work = tmp_path_factory.mktemp("console")
-    return split_scenes(render_clip(work / "clip"), work / "scenes"), work
+    clip = render_clip(CACHE / "console-clip-v1")  # rendered once per checkout (~7 s), as other fixtures
+    return split_scenes(clip, work / "scenes"), work
 
 
 @pytest.fixture(scope="module")
