@@ -231,5 +231,6 @@ class StatusServer:
 
     def close(self) -> None:
         self.httpd.shutdown()
-        self._thread.join(2.0)
+        if self._thread.is_alive():
+            self._thread.join(2.0)
         self.httpd.server_close()
