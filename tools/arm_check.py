@@ -13,9 +13,10 @@
    --platform into OUT/site-<hash> (no emulated pip).
 4. Under emulation: the imports, bundle verification (firmware_app.bundle), --validate-config, the
    quick-start daemon on the clip (hooks off; its events read from the outbox), and the depth of one
-   crop. The same daemon and crop run on x86; decisions (track, frame, verdict) must be equal, scores
-   within SCORE_TOL_MM and the crop's relief within DEPTH_MEAN_TOL_STEPS on average over the face (both
-   run the same int8 model with XNNPACK, whose x86 and ARM kernels round differently).
+   crop. The same daemon and crop run on x86; every track must get the same verdict, on a frame at most
+   FRAME_TOL from x86's (scores within SCORE_TOL_MM when it is the same frame), and the crop's relief
+   must agree within DEPTH_MEAN_TOL_STEPS on average over the face (both run the same int8 model with
+   XNNPACK, whose x86 and ARM kernels round differently).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ PLATFORMS = [f"manylinux_2_{m}_aarch64" for m in range(36, 16, -1)] + ["manylinu
 DEBIAN_PACKAGES = "python3.11-minimal,libpython3.11-stdlib,libstdc++6,zlib1g,libexpat1,libffi8,libssl3"
 MIRROR = "http://deb.debian.org/debian"
 SCORE_TOL_MM = 0.5
+# The sequential test decides on the frame where the track's evidence crosses a bound; the runtimes'
+# per-frame scores differ by about a millimetre, which can move that frame by one.
+FRAME_TOL = 1
 # One crop's relief, over the face cells: the two builds of XNNPACK requantise differently, so single
 # cells differ by a few output steps (the int8 relief's scale, 2.2 mm for bundle/default); on average
 # they must agree to within half a step.
@@ -242,17 +246,24 @@ def run_daemon(run: Runner, out: Path, clip: Path, bundle: Path) -> tuple[list[d
 
 
 def compare(x86: list[dict], arm: list[dict]) -> list[str]:
-    """Problems (empty = the same decisions, scores within tolerance)."""
-    key = ("track_id", "frame_id", "decision")
-    if [tuple(e.get(k) for k in key) for e in x86] != [tuple(e.get(k) for k in key) for e in arm]:
-        return [f"decisions differ: x86 {[tuple(e.get(k) for k in key) for e in x86]} vs "
-                f"aarch64 {[tuple(e.get(k) for k in key) for e in arm]}"]  # fmt: skip
+    """Problems (empty = the same verdict for every track, decided within FRAME_TOL frames of x86's, and
+    where both decided on the same frame, scores within SCORE_TOL_MM)."""
+    def verdicts(events):
+        return [(e.get("track_id"), e.get("decision")) for e in events]
+
+    if verdicts(x86) != verdicts(arm):
+        return [f"decisions differ: x86 {verdicts(x86)} vs aarch64 {verdicts(arm)}"]
     problems = []
     for a, b in zip(x86, arm, strict=True):
+        track, fa, fb = a.get("track_id"), a.get("frame_id"), b.get("frame_id")
+        if not (isinstance(fa, int) and isinstance(fb, int) and abs(fa - fb) <= FRAME_TOL):
+            problems.append(f"track {track}: decided at frame {fb}, x86 at {fa} (more than {FRAME_TOL} "
+                            "apart)")
+            continue
         for k in ("score_mm", "relief_range_mm"):
-            if isinstance(a.get(k), (int, float)) and isinstance(b.get(k), (int, float)):
+            if fa == fb and isinstance(a.get(k), (int, float)) and isinstance(b.get(k), (int, float)):
                 if abs(a[k] - b[k]) > SCORE_TOL_MM:
-                    problems.append(f"track {a['track_id']}: {k} {a[k]} vs {b[k]} (> {SCORE_TOL_MM} mm)")
+                    problems.append(f"track {track}: {k} {a[k]} vs {b[k]} (> {SCORE_TOL_MM} mm)")
     return problems
 
 
