@@ -226,7 +226,8 @@ class FaceDetector:
             shapes = ", ".join(str(tuple(int(v) for v in s)) for s in shapes)
             raise ValueError(
                 f"{model_path}: outputs {shapes} are not BlazeFace {self.model.name}'s (1, {n}, 16) and "
-                f"(1, {n}, 1); use face_detection_short_range.tflite or face_detection_full_range_sparse.tflite"
+                f"(1, {n}, 1); use face_detection_short_range.tflite or "
+                "face_detection_full_range_sparse.tflite"
             )
         self._regressors, self._scores = outs[16]["index"], outs[1]["index"]
 
@@ -258,8 +259,8 @@ def face_like(face: Face) -> bool:
     All of eyes, nose and mouth within the box grown by a quarter of its size; the subject's right eye
     left of the left eye and apart by 5–80% of the box width; the mouth below both eyes by 5% of the box
     height, the nose not far above the higher eye (a raised chin; a far face's keypoints are coarse) and
-    not below the mouth. Profiles up to ~60° yaw (eyes close
-    together, nose at the box edge) pass; false boxes on texture rarely do.
+    not below the mouth. Profiles up to ~60° yaw (eyes close together, nose at the box edge) pass; false
+    boxes on texture rarely do.
     """
     w, h = face.x1 - face.x0, face.y1 - face.y0
     if not (w > 0 and h > 0):
