@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 from functools import cache
+from urllib.parse import quote
 
 import cv2
 import numpy as np
@@ -165,6 +166,7 @@ async function tick() {
   }
   setTimeout(tick, Math.max(100, P - (performance.now() - t0)));
 }
+$("statuslink").href = url("/status");
 $("ovl").onchange = () => last && place(last);
 window.onresize = () => last && place(last);
 tick();
@@ -224,8 +226,10 @@ def _table(value) -> str:
     return "<i>–</i>" if value is None else html.escape(str(value))
 
 
-def status_page(status: dict, live: bool) -> str:
-    link = '<a href="/live">live page</a> · ' if live else ""
+def status_page(status: dict, live: bool, token: str = "") -> str:
+    """`token`: the one this request passed in its URL, carried on to the live page's link."""
+    href = "/live" + (f"?token={quote(token)}" if token else "")
+    link = f'<a href="{html.escape(href)}">live page</a> · ' if live else ""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1"><title>facedepth · status</title>'

@@ -130,7 +130,8 @@ class StatusServer:
         if path == "/status":
             status = self.daemon.status()
             if (query.get("format") or [""])[0] != "json" and wants_html(accept):
-                return 200, HTML, pages.status_page(status, self.preview).encode()
+                token = (query.get("token") or [""])[0] if self.token else ""
+                return 200, HTML, pages.status_page(status, self.preview, token).encode()
             return 200, JSON, json.dumps(status, indent=1).encode()
         if path == "/metrics":
             return 200, "text/plain; version=0.0.4", prometheus(self.daemon.status()).encode()

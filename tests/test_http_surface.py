@@ -148,6 +148,8 @@ def test_status_is_json_for_programs_and_a_page_for_browsers():
         assert ctype == "application/json"
         code, ctype, body = _get(base + "/status", {**auth, "Accept": browser})
         assert code == 200 and ctype.startswith("text/html") and b"<th>fps</th><td>9.5</td>" in body
+        code, ctype, body = _get(base + "/status?token=s3cret", {"Accept": browser})
+        assert b'href="/live?token=s3cret"' not in body  # no live page here: preview is off
         code, ctype, _ = _get(base + "/status?format=json&token=s3cret", {"Accept": browser})
         assert ctype == "application/json"
     finally:
@@ -167,6 +169,8 @@ def test_401_says_how_to_pass_the_token_and_the_favicon_needs_none():
             csp = r.headers["Content-Security-Policy"]  # the page may load nothing from elsewhere
             assert "default-src 'none'" in csp and "img-src 'self'" in csp
             assert r.headers["Cache-Control"] == "no-store"
+        code, ctype, body = _get(base + "/status?token=s3cret", {"Accept": "text/html"})
+        assert b'href="/live?token=s3cret"' in body  # the token is carried on to the live page
         code, ctype, body = _get(base + "/favicon.ico")
         assert code == 200 and ctype == "image/png" and body.startswith(b"\x89PNG")
     finally:
