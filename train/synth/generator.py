@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import cv2
 import numpy as np
 
 from train.synth import morph, occluders
@@ -147,11 +146,11 @@ def generate_sample(
         )
     sensor = sample_sensor(rng)
     bgr = sense(img, sensor, rng)
-    # One JPEG encode per frame: the camera's own JPEG pass when it has one (rgb is then what it
-    # decodes to), else the shard's storage quality (rgb is the sensor's output, as before).
+    # One JPEG encode per frame: the camera's own JPEG pass when it has one, else the shard's storage
+    # quality; rgb is what those bytes decode to, so a sample reads back from its shard as generated.
     jpeg = encode_jpeg(bgr, sensor.jpeg_quality or JPEG_QUALITY)
     return Sample(
-        rgb=decode_jpeg(jpeg) if sensor.jpeg_quality else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB),
+        rgb=decode_jpeg(jpeg),
         rgb_jpeg=jpeg,
         depth_mm=depth.astype(np.float32),
         mask=mask.astype(np.uint8),
