@@ -271,18 +271,40 @@ def _plane_wave(h: int, w: int, angle: float, period: float) -> np.ndarray:
 
 
 def _print_artifacts(tex: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Ink gamut (lower contrast, colour cast), halftone dots and paper grain."""
+    """Ink gamut (lower contrast, colour cast), halftone dots and paper grain (in place)."""
     h, w = tex.shape[:2]
-    tex *= (rng.uniform(0.75, 0.92) * np.exp(rng.normal(0, 0.05, 3))).astype(np.float32)
-    tex += np.float32(0.06)
+    gains = (rng.uniform(0.75, 0.92) * np.exp(rng.normal(0, 0.05, 3))).astype(np.float32)
+    waves, strength = np.zeros((2, 4, max(h, w)), np.float32), 0.0
     if rng.random() < 0.6:
         pitch = rng.uniform(2.0, 4.0)
         angle = np.radians(rng.uniform(0, 45))
-        dots = _plane_wave(h, w, angle, pitch) * _plane_wave(h, w, angle + np.pi / 2, pitch)
-        tex *= (1 - rng.uniform(0.1, 0.3) * (0.5 + 0.5 * dots))[..., None]
+        waves = np.stack([_wave_tables(h, w, a, pitch) for a in (angle, angle + np.pi / 2)])
+        strength = rng.uniform(0.1, 0.3)
     grain = value_noise(rng, (h, w), int(rng.integers(40, 120)), 2)
-    tex *= (1 + 0.04 * grain)[..., None]
-    return np.clip(tex, 0, 1, out=tex)
+    _k_print(tex, gains, waves, np.float32(strength), grain)
+    return tex
+
+
+def _wave_tables(h: int, w: int, angle: float, period: float) -> np.ndarray:
+    """(4, max(h, w)) float32: cos and sin of 2π t cos(a) / period, then of 2π t sin(a) / period, so
+    that the plane wave cos(2π (x cos a + y sin a) / period) = cos_y cos_x - sin_y sin_x."""
+    kx, ky = 2 * np.pi * np.cos(angle) / period, 2 * np.pi * np.sin(angle) / period
+    t = np.arange(max(h, w), dtype=np.float64)
+    return np.stack([np.cos(t * kx), np.sin(t * kx), np.cos(t * ky), np.sin(t * ky)]).astype(np.float32)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _k_print(tex, gains, waves, strength, grain):
+    """Per texel: ink gamut (gains, 0.06 floor), halftone dots (the product of two crossed plane waves,
+    from their 1-D tables), paper grain; clipped to [0, 1]."""
+    for y in range(tex.shape[0]):
+        for x in range(tex.shape[1]):
+            dots = np.float32(1.0)
+            for k in range(2):
+                dots *= waves[k, 2, y] * waves[k, 0, x] - waves[k, 3, y] * waves[k, 1, x]
+            f = (1 - strength * (0.5 + 0.5 * dots)) * (1 + np.float32(0.04) * grain[y, x])
+            for c in range(3):
+                tex[y, x, c] = min(max((tex[y, x, c] * gains[c] + np.float32(0.06)) * f, 0.0), 1.0)
 
 
 def _screen_artifacts(tex: np.ndarray, shown: np.ndarray, box, rng: np.random.Generator) -> None:
