@@ -98,8 +98,9 @@ def test_daemon_announces_the_door_and_its_state_changes_to_a_real_broker(tmp_pa
     broker = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     cfg = {
+        # 4 frames/s: a track collects evidence for ≥ 0.5 s, longer than the publisher's 0.2 s poll
         "camera": {"type": "replay", "source": str(synthetic_frames()), "loop": False, "hold_frames": 4,
-                   "fps": 10},
+                   "fps": 4},
         "depth": {"bundle": str(tiny_bundle()), "trusted_keys": [DEV_PUB]},
         "liveness": {"min_frames": 2, "frame_llr_max": 3.0},
         "outbox": {"dir": str(tmp_path / "outbox"), "drain_timeout_s": 10},
@@ -118,8 +119,9 @@ def test_daemon_announces_the_door_and_its_state_changes_to_a_real_broker(tmp_pa
         assert proc.returncode == 0, proc.stderr
         states = [json.loads(p) for t, p, _ in live.got if t == "door1/state"]
         live.close()
-        # a state change seen while it ran: no decision → a decision; a live face in view, then gone
-        assert states[0]["last_decision"] == "none" and states[-1]["last_decision"] in ("live", "spoof")
+        # a state change seen while it ran: a decision was made, a live face came into view, then went
+        # (the first state may already carry a decision: the replay can decide before MQTT connects)
+        assert states[-1]["last_decision"] in ("live", "spoof")
         assert "ON" in [s["live_face"] for s in states] and states[-1]["live_face"] == "OFF"
         assert any(s["track_state"] == "collecting" for s in states)
         # what a Home Assistant starting now would read: the retained discovery, state and availability

@@ -49,7 +49,9 @@ def test_frames_are_coherent_within_a_scene_and_change_between_scenes(clip_dir):
     within = [d for i, d in enumerate(diff) if labels[i] == labels[i + 1]]
     scene_cuts = [d for i, d in enumerate(diff) if labels[i] != labels[i + 1] == clip.EMPTY]
     assert len(within) == 3 * 5 + 2 * (clip.GAP - 1) and len(scene_cuts) == 2
-    assert max(within) < 6.0  # small head motion or medium drift
+    # small head motion or medium drift (0-255 scale at 4x4 means; a textured scene behind a drifting
+    # tablet reaches 6.6 with seed 3 since the generator's draws moved): cuts below are 12x larger
+    assert max(within) < 8.0
     assert min(scene_cuts) > 4 * max(within)  # a new camera, light and background
     subject = [d for i, d in enumerate(diff) if labels[i] == labels[i + 1] != clip.EMPTY]
     assert min(subject) > 0.3  # the subject does move
