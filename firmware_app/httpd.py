@@ -134,11 +134,16 @@ class BoundedHTTPServer:
                 self._shed(sel)
 
     def _shed(self, sel) -> None:
+        """Too many connections: the oldest waiting one is answered 503 (a fixed answer, not a reset)."""
         if self._pending:
             self.closed_slow += 1
-            self._drop(sel, min(self._pending.values(), key=lambda p: p.deadline))
+            p = min(self._pending.values(), key=lambda p: p.deadline)
+            self._unregister(sel, p)
+            self._reply_close(p.sock, _BUSY)
 
     def _read(self, sel, p: _Pending) -> None:
+        if p.sock.fileno() < 0:  # shed or expired earlier in this same select() batch
+            return None
         try:
             data = p.sock.recv(4096)
         except (BlockingIOError, InterruptedError):

@@ -194,3 +194,25 @@ def test_accept_header_ranking():
     assert wants_html("text/html,application/xhtml+xml,*/*;q=0.8")
     assert not wants_html("*/*") and not wants_html("") and not wants_html("application/json")
     assert not wants_html("application/json, text/html;q=0.5")
+
+
+def test_a_connection_shed_earlier_in_the_same_select_batch_does_not_kill_the_server():
+    """_accept may shed a connection whose read event is already in the batch being handled: reading it
+    afterwards must be a no-op, not unregister(-1) (which ended the selector thread: a dead status port)."""
+    import selectors
+
+    from firmware_app.httpd import _Pending
+
+    server = _server(Limits(workers=1, max_connections=4))
+    try:
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        p = _Pending(a, ("127.0.0.1", 0), time.monotonic() + 5)
+        a.close()  # what _shed/_expire leave behind
+        sel = selectors.DefaultSelector()
+        assert server.httpd._read(sel, p) is None
+        b.close()
+        sel.close()
+        assert _get(f"http://127.0.0.1:{server.port}/healthz")[0] in (200, 503)  # still serving
+    finally:
+        server.close()
