@@ -130,3 +130,13 @@ def test_v2_converts_to_int8_with_its_live_logit_and_the_device_reads_it(tmp_pat
     scale = est.output_quant["live"][0]
     assert np.abs(int8_live - float_live).max() < max(4 * scale, 0.1 * np.ptp(float_live) + scale)
     assert np.corrcoef(int8_live, float_live)[0, 1] > 0.9 or np.ptp(float_live) < 4 * scale
+
+
+def test_a_session_with_better_depth_but_worse_liveness_is_not_promoted():
+    from train.session import improves
+
+    ledger = [{"promoted": True, "val": {"val_relief_mae_mm": 4.87, "val_live_loss": 0.078}}]
+    assert improves({"val_relief_mae_mm": 4.71, "val_live_loss": 0.070}, ledger)
+    assert not improves({"val_relief_mae_mm": 4.71, "val_live_loss": 0.089}, ledger)  # more prints get in
+    assert not improves({"val_relief_mae_mm": 4.90, "val_live_loss": 0.050}, ledger)
+    assert improves({"val_relief_mae_mm": 9.0}, [])  # nothing to compare with: a fresh start

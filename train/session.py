@@ -11,10 +11,11 @@ The default model lives in git, not in out/ (which does not survive a session):
 A session warm-starts from models/default (same model config; `--fresh` starts from random weights),
 trains the run out/runs/<config name>-s<N>-<date> (a rerun the same day resumes it after a kill) at
 CONTINUE_LR_SCALE × the config's peak learning rate with a short warm-up, and promotes its best
-checkpoint into models/default only if its validation relief MAE beats the ledger's best (a fresh model
-of another config is promoted when there is no comparable entry). The ledger is written either way, so the
-curve across sessions is in git. Then commit models/default and run
-`make convert` (bundle/default from the committed weights; the manifest records their sha256).
+checkpoint into models/default only if its validation relief MAE beats the ledger's best and, for a model
+with a liveness logit, its validation liveness loss is no worse than the last promoted session's (a fresh
+model of another config is promoted when there is no comparable entry). The ledger is written either way,
+so the curve across sessions is in git. Then commit models/default and run `make convert` (bundle/default
+from the committed weights; the manifest records their sha256).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 MODELS = Path("models/default")
 WEIGHTS = "model.weights.h5"
 MONITOR = "val_relief_mae_mm"
+LIVE_MONITOR = "val_live_loss"  # the door's verdict matters more than depth: it must not get worse
 CONTINUE_LR_SCALE = 0.5  # a warm start needs no full-size first steps: half the peak rate, short warm-up
 CONTINUE_WARMUP = 50
 
@@ -59,9 +61,20 @@ def session_config(cfg: Config, models: Path, fresh: bool) -> tuple[Config, dict
     return dataclasses.replace(cfg, train=dataclasses.replace(t, name=f"{t.name}-s{n}-{stamp}")), committed
 
 
-def best_metric(entries: list[dict]) -> float | None:
-    values = [e["val"][MONITOR] for e in entries if e.get("promoted") and MONITOR in e.get("val", {})]
+def best_metric(entries: list[dict], key: str = MONITOR) -> float | None:
+    values = [e["val"][key] for e in entries if e.get("promoted") and e.get("val", {}).get(key) is not None]
     return min(values) if values else None
+
+
+def improves(val: dict, ledger: list[dict]) -> bool:
+    """Validation relief MAE below every promoted session's, and (for models with a liveness logit) its
+    validation loss not above the last promoted one's: a deeper face is no gain if more prints get in."""
+    value, best = val.get(MONITOR), best_metric(ledger)
+    if value is None or (best is not None and value >= best):
+        return False
+    promoted = [e for e in ledger if e.get("promoted")]
+    live, last_live = val.get(LIVE_MONITOR), promoted[-1]["val"].get(LIVE_MONITOR) if promoted else None
+    return live is None or last_live is None or live <= last_live
 
 
 def promote(run_dir: Path, models: Path, committed: dict | None, cfg: Config) -> dict:
@@ -75,15 +88,16 @@ def promote(run_dir: Path, models: Path, committed: dict | None, cfg: Config) ->
     ledger = list(committed["ledger"]) if committed else []
     previous = best_metric(ledger)
     value = best.get(MONITOR)
-    improved = value is not None and (previous is None or value < previous)
     entry = {"session": len(ledger) + 1, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "run": info["name"], "source_commit": source_commit(), "fresh": committed is None,
              "init_weights_sha256": committed.get("weights_sha256") if committed else None,
              "steps": info["epochs_done"] * (cfg.train.steps_per_epoch or 0), "epochs": info["epochs_done"],
-             "lr": cfg.train.lr, "val": {MONITOR: value, "best_epoch": best.get("epoch"),
-                                         **{k: v for k, v in (info.get("last_epoch") or {}).items()
-                                            if k.startswith("val_")}},
-             "promoted": bool(improved)}
+             # the last epoch's validation figures, with the best checkpoint's monitored value
+             "lr": cfg.train.lr,
+             "val": {**{k: v for k, v in (info.get("last_epoch") or {}).items() if k.startswith("val_")},
+                     MONITOR: value, "best_epoch": best.get("epoch")},
+             "promoted": False}
+    entry["promoted"] = improved = improves(entry["val"], ledger)
     ledger.append(entry)
     models.mkdir(parents=True, exist_ok=True)
     if improved:
@@ -97,7 +111,7 @@ def promote(run_dir: Path, models: Path, committed: dict | None, cfg: Config) ->
     write_json_atomic(models / "run.json", out)
     log.info("session %d: %s %s %.3f (best before: %s) → %s", entry["session"], info["name"], MONITOR,
              value if value is not None else float("nan"), previous,
-             "promoted into " + str(models) if improved else "not promoted (no improvement)")
+             f"promoted into {models}" if improved else "not promoted (MAE not lower or live loss higher)")
     return entry
 
 
