@@ -184,6 +184,9 @@ class BoundedHTTPServer:
     def _reply_close(sock: socket.socket, data: bytes) -> None:
         try:
             sock.send(data)  # non-blocking, best effort: a short fixed answer fits the socket buffer
+            sock.shutdown(socket.SHUT_WR)
+            while sock.recv(4096):  # unread request bytes at close() make the kernel send RST, which
+                pass  # can discard the answer before the client reads it: drain what has arrived
         except OSError:
             pass
         sock.close()
