@@ -183,3 +183,12 @@ def section(loader, node, cls, key: str, ctx: Ctx, read_value=None):
         else:
             values[name] = convert(loader, vnode, hints[name], full, fields[name].metadata, ctx)
     return cls(**values)
+
+
+def described(default, doc: str, *, choices: tuple = (), min: float | None = None,
+              max: float | None = None, secret: bool = False):
+    """A field with its default and description (and optional allowed values / bounds)."""
+    meta = {"doc": doc, "choices": choices, "min": min, "max": max, "secret": secret}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
