@@ -90,6 +90,7 @@ def test_sessions_warm_start_and_promote_only_on_improvement(tmp_path, monkeypat
     assert cfg2.train.name != cfg1.train.name
     run2 = train(cfg2)
     info = json.loads((run2 / "run.json").read_text())
+    assert info["baseline_val"]["val_relief_mae_mm"] > 0  # the start weights, scored on this split
     info["best"]["val_relief_mae_mm"] = 1e9  # a session that got worse must not replace the weights
     (run2 / "run.json").write_text(json.dumps(info))
     before = (models / session.WEIGHTS).read_bytes()
@@ -140,3 +141,8 @@ def test_a_session_with_better_depth_but_worse_liveness_is_not_promoted():
     assert not improves({"val_relief_mae_mm": 4.71, "val_live_loss": 0.089}, ledger)  # more prints get in
     assert not improves({"val_relief_mae_mm": 4.90, "val_live_loss": 0.050}, ledger)
     assert improves({"val_relief_mae_mm": 9.0}, [])  # nothing to compare with: a fresh start
+    # A warm start scored its start weights on its own (regenerated) validation split: that is the bar.
+    base = {"val_relief_mae_mm": 5.20, "val_live_loss": 0.095}
+    assert improves({"val_relief_mae_mm": 5.00, "val_live_loss": 0.090}, ledger, base)
+    assert not improves({"val_relief_mae_mm": 4.50, "val_live_loss": 0.100}, ledger, base)
+    assert not improves({"val_relief_mae_mm": 5.30, "val_live_loss": 0.050}, ledger, base)

@@ -11,9 +11,10 @@ The default model lives in git, not in out/ (which does not survive a session):
 A session warm-starts from models/default (same model config; `--fresh` starts from random weights),
 trains the run out/runs/<config name>-s<N>-<date> (a rerun the same day resumes it after a kill) at
 CONTINUE_LR_SCALE × the config's peak learning rate with a short warm-up, and promotes its best
-checkpoint into models/default only if its validation relief MAE beats the ledger's best and, for a model
-with a liveness logit, its validation liveness loss is no worse than the last promoted session's (a fresh
-model of another config is promoted when there is no comparable entry). The ledger is written either way,
+checkpoint into models/default only if its validation relief MAE is lower and, for a model with a liveness
+logit, its validation liveness loss no higher than the start weights' on the same validation split (scored
+before the first step, `baseline_val`: `make data` may have regenerated the split since the last session);
+a run without that baseline compares with the ledger (best promoted MAE, last promoted liveness loss). The ledger is written either way,
 so the curve across sessions is in git. Then commit models/default and run `make convert` (bundle/default
 from the committed weights; the manifest records their sha256).
 """
@@ -66,14 +67,21 @@ def best_metric(entries: list[dict], key: str = MONITOR) -> float | None:
     return min(values) if values else None
 
 
-def improves(val: dict, ledger: list[dict]) -> bool:
-    """Validation relief MAE below every promoted session's, and (for models with a liveness logit) its
-    validation loss not above the last promoted one's: a deeper face is no gain if more prints get in."""
-    value, best = val.get(MONITOR), best_metric(ledger)
+def improves(val: dict, ledger: list[dict], baseline: dict | None = None) -> bool:
+    """Validation relief MAE lower and (for models with a liveness logit) validation liveness loss not
+    higher: a deeper face is no gain if more prints get in. The bar is `baseline`, the start weights
+    scored on this session's own validation split, when the run measured it (a warm start does);
+    otherwise the ledger: the best promoted MAE and the last promoted liveness loss."""
+    value = val.get(MONITOR)
+    if baseline and baseline.get(MONITOR) is not None:
+        best, last_live = baseline[MONITOR], baseline.get(LIVE_MONITOR)
+    else:
+        promoted = [e for e in ledger if e.get("promoted")]
+        best = best_metric(ledger)
+        last_live = promoted[-1]["val"].get(LIVE_MONITOR) if promoted else None
     if value is None or (best is not None and value >= best):
         return False
-    promoted = [e for e in ledger if e.get("promoted")]
-    live, last_live = val.get(LIVE_MONITOR), promoted[-1]["val"].get(LIVE_MONITOR) if promoted else None
+    live = val.get(LIVE_MONITOR)
     return live is None or last_live is None or live <= last_live
 
 
@@ -97,7 +105,10 @@ def promote(run_dir: Path, models: Path, committed: dict | None, cfg: Config) ->
              "val": {**{k: v for k, v in (info.get("last_epoch") or {}).items() if k.startswith("val_")},
                      MONITOR: value, "best_epoch": best.get("epoch")},
              "promoted": False}
-    entry["promoted"] = improved = improves(entry["val"], ledger)
+    baseline = info.get("baseline_val")
+    if baseline:
+        entry["baseline_val"] = {k: baseline[k] for k in (MONITOR, LIVE_MONITOR) if k in baseline}
+    entry["promoted"] = improved = improves(entry["val"], ledger, baseline)
     ledger.append(entry)
     models.mkdir(parents=True, exist_ok=True)
     if improved:

@@ -262,8 +262,17 @@ def train(cfg: Config, extra_callbacks: list | None = None) -> Path:
         compile_model(model, cfg, steps * cfg.train.epochs)
     info = run_info(cfg, index, model)
     old = run_dir / "run.json"
-    if old.is_file():  # resuming: keep creation time
-        info["created"] = json.loads(old.read_text()).get("created", info["created"])
+    if old.is_file():  # resuming: keep creation time (and the start weights' validation figures)
+        kept = json.loads(old.read_text())
+        info["created"] = kept.get("created", info["created"])
+        if "baseline_val" in kept:
+            info["baseline_val"] = kept["baseline_val"]
+    if cfg.train.init_weights and val_ds is not None and "baseline_val" not in info:
+        # The start weights scored on this run's own validation split: the bar a warm start must clear
+        # (a regenerated dataset has another split, so earlier sessions' figures do not compare).
+        scores = model.evaluate(val_ds, return_dict=True, verbose=0)
+        info["baseline_val"] = {f"val_{k}": float(v) for k, v in scores.items()}
+        log.info("start weights on this validation split: %s", info["baseline_val"])
     write_json_atomic(run_dir / "run.json", info)
     monitor = MONITOR if has_val else MONITOR[4:]
     callbacks = _callbacks(run_dir, info, cfg, monitor, global_batch, worker == 0) + (extra_callbacks or [])
