@@ -4,7 +4,8 @@
                                                                         (make bench-liveness CLIPS=300)
 
 Clips (train/synth/door_clip.py, identities and attack photos unseen in training): bona fide walking up
-from ~2 m, standing, turning; every attack type hand-held and static. Each clip is replayed through the
+from ~2 m, standing, turning; every attack type hand-held and static, half of them showing a real
+photograph (reported apart: "real-photo content", and per source). Each clip is replayed through the
 replay camera into `Pipeline.from_bundle` (the daemon's detector, crop, depth, motion and liveness
 stages, with the config's liveness settings), one fresh pipeline per clip. Frame timestamps are the
 clip's own (frame / fps), so the decision's timeout runs in clip time, as on a 10 frames/s camera,
@@ -61,7 +62,7 @@ def run_clip(clip_dir: Path, bundle, cfg: Config, fps: float) -> dict:
     pipe = Pipeline.from_bundle(bundle, cfg, Profiler())
     camera = make_camera(cam_cfg)
     camera.open()
-    traj, decisions, first_face = [], [], None
+    traj, decisions, first_face, frame_llr, motion_llr = [], [], None, [], []
     try:
         while True:
             try:
@@ -73,13 +74,17 @@ def run_clip(clip_dir: Path, bundle, cfg: Config, fps: float) -> dict:
             if r.face is not None and first_face is None:
                 first_face = k
             traj.append(r.liveness.llr if r.liveness else math.nan)
+            lv = r.liveness
+            frame_llr.append(lv.score.llr if lv and lv.score else math.nan)
+            motion_llr.append(lv.motion.llr if lv and lv.motion and lv.motion.llr is not None else math.nan)
             if r.decision:
                 decisions.append({"frame": k, "decision": r.decision.decision, "track": r.decision.track_id,
                                   "llr": round(r.decision.llr, 3), "reason": r.decision.reason,
                                   "contributions": r.decision.contributions})
     finally:
         camera.close()
-    return {"first_face": first_face, "decisions": decisions, "trajectory": traj,
+    return {"first_face": first_face, "decisions": decisions, "trajectory": traj, "frame_llr": frame_llr,
+            "motion_llr": motion_llr,
             "motion_ms": pipe.profiler.summary()["stages"].get("motion", {}).get("p50_ms")}
 
 
@@ -99,6 +104,12 @@ def summarise(rows: list[dict], window_s: float) -> dict:
     for r in rows:
         groups.setdefault(f"{r['label']}/{r['motion']}", []).append(r)
         groups.setdefault(r["label"] if r["label"] == "bona_fide" else "attack (all)", []).append(r)
+        if r["label"] != "bona_fide":  # the content: rendered, or a real photograph (by source)
+            photo = r.get("content", "render") != "render"
+            groups.setdefault(f"attack ({'real-photo' if photo else 'rendered'} content)", []).append(r)
+            if photo:
+                groups.setdefault(f"attack (photo: {r['content']})", []).append(r)
+                groups.setdefault(f"{r['label']} (real-photo content)", []).append(r)
     out = {}
     for name, rs in sorted(groups.items()):
         k, n = sum(r["error"] for r in rs), len(rs)
@@ -200,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         o = clip_outcome(clip.label, res, a.fps, a.window_s)
         kinds = [x["decision"] for x in res["decisions"]]
         outcome = kinds[0] if kinds else ("no face" if res["first_face"] is None else "none")
-        rows.append({"name": clip.name, "label": clip.label, "motion": clip.motion, "outcome": outcome, **o})
+        rows.append({"name": clip.name, "label": clip.label, "motion": clip.motion, "content": clip.content,
+                     "outcome": outcome, **o})
         rate = i / (time.monotonic() - t0)
         after = f", live after {o['time_s']:.1f} s" if o["time_s"] else ""
         print(f"[{i}/{len(plan)}] {clip.name}: {outcome}{' ERROR' if o['error'] else ''}{after}  "
@@ -212,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     (a.out / "summary.json").write_text(json.dumps(
         {"bundle": str(a.bundle), "clips": a.clips, "fps": a.fps, "seconds": a.seconds, "seed": a.seed,
          "window_s": a.window_s, "summary": summary, "clips_detail": rows,
-         "decisions": {k: v["decisions"] for k, v in results.items()}}, indent=1) + "\n")
+         "decisions": {k: v["decisions"] for k, v in results.items()},
+         # per frame: the frame's own LLR and the motion cue's (NaN: unscored / abstained / decided)
+         "frame_llr": {k: [round(x, 3) for x in v["frame_llr"]] for k, v in results.items()},
+         "motion_llr": {k: [round(x, 3) for x in v["motion_llr"]] for k, v in results.items()}},
+        indent=1, allow_nan=True) + "\n")
     try:
         plot(rows, results, a.fps, bounds, a.out / "trajectories.png")
     except ImportError:

@@ -285,6 +285,25 @@ def test_door_plan_covers_every_kind_and_clips_render(tmp_path):
     assert a.shape == (120, 160, 3) and np.abs(a.astype(int) - b.astype(int)).mean() > 0.5  # it moves
 
 
+def test_door_plan_shows_real_photographs_on_half_the_attack_clips(tmp_path):
+    from train.synth.door_clip import ATTACK_CONTENTS, KINDS, RENDER, DoorClip, door_plan, render_door_clip
+    from train.synth.photo_sources import SOURCES
+
+    plan = door_plan(len(KINDS) * len(ATTACK_CONTENTS))
+    attacks = [c for c in plan if c.label != "bona_fide"]
+    photo = [c for c in attacks if c.content != RENDER]
+    assert len(photo) * 2 == len(attacks) and {c.content for c in photo} == {s.name for s in SOURCES}
+    assert all(c.content == RENDER for c in plan if c.label == "bona_fide")
+    assert all(c.name.endswith(c.content) for c in photo) and len({c.name for c in plan}) == len(plan)
+    clip = DoorClip("print_flat", "static", 5, SOURCES[0].name)
+    render_door_clip(tmp_path / "p", clip, 0.2, 10, (320, 240))
+    assert json.loads((tmp_path / "p" / "clip.json").read_text())["content"] == SOURCES[0].name
+    shown = cv2.imread(str(tmp_path / "p" / "frame_0000.png"))
+    rendered = tmp_path / "r"
+    render_door_clip(rendered, DoorClip("print_flat", "static", 5), 0.2, 10, (320, 240))
+    assert np.abs(shown.astype(int) - cv2.imread(str(rendered / "frame_0000.png")).astype(int)).mean() > 3
+
+
 def test_bench_intervals_and_outcomes():
     from convert.bench_liveness import clip_outcome, quantile_ci
     from convert.liveness import wilson

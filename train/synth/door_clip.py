@@ -14,6 +14,10 @@ Kinds (`door_plan` cycles through them, so a small count still covers every one)
 
 Identities and attack content are unseen in training: identity seeds start at UNSEEN_SEED (training
 identities are numbered from 0), and attack photos are restyled (`make_photo` with restyle_attacks).
+Half the attack clips show a real photograph instead of a render (`content`: one of the public-domain
+sources of train/synth/photo_sources.py, which training never sees, randomly cropped, scaled and
+restyled by photo_attacks.shown_photo): the content a door meets in the field, where the depth network is
+fooled most.
 Each clip writes frame_NNNN.png and labels.json ({"frame_0000.png": label}), the replay camera's folder
 layout of train/synth/clip.py, plus clip.json (kind, motion, seed, fps).
 """
@@ -33,6 +37,9 @@ from train.synth.camera import sample_camera
 from train.synth.clip import CLIP_CONFIG, FRAME_NAME, LABELS, _ease
 from train.synth.face_render import HeadPose, make_identity
 from train.synth.generator import make_photo, render_bona_fide, sample_pose
+from train.synth.photo_attacks import PhotoAttackConfig, shown_photo
+from train.synth.photo_sources import SOURCES as PHOTO_SOURCES
+from train.synth.photo_sources import detector, load_photo
 from train.synth.sample import ATTACK_TYPES, BONA_FIDE
 from train.synth.sensor import apply_sensor, sample_sensor
 from train.synth.shading import sample_lighting
@@ -42,6 +49,8 @@ BONA_MOTIONS = ("walk", "stand", "turn")
 ATTACK_MOTIONS = ("handheld", "static")
 KINDS = tuple((BONA_FIDE, m) for m in BONA_MOTIONS) + tuple(
     (t, m) for t in ATTACK_TYPES for m in ATTACK_MOTIONS)
+RENDER = "render"
+ATTACK_CONTENTS = tuple(x for src in PHOTO_SOURCES for x in (RENDER, src.name))  # render, photo, render, photo
 WALK_FROM_MM = 2000.0
 DOOR_CONFIG = replace(CLIP_CONFIG, distance_mm=(400.0, 650.0), restyle_attacks=True)
 
@@ -51,15 +60,23 @@ class DoorClip:
     label: str  # BONA_FIDE or an attack type
     motion: str  # BONA_MOTIONS or ATTACK_MOTIONS
     seed: int
+    content: str = RENDER  # an attack's photo: a render of an unseen identity, or a real photo source's name
 
     @property
     def name(self) -> str:
-        return f"{self.seed:05d}_{self.label}_{self.motion}"
+        return f"{self.seed:05d}_{self.label}_{self.motion}" + ("" if self.content == RENDER else
+                                                                  f"_{self.content}")
 
 
 def door_plan(n_clips: int, seed: int = 0) -> list[DoorClip]:
-    """n clips cycling through KINDS; bona fide kinds come first so a small n still has some."""
-    return [DoorClip(*KINDS[i % len(KINDS)], seed=seed * 100_000 + i) for i in range(n_clips)]
+    """n clips cycling through KINDS; bona fide kinds come first so a small n still has some. Attack clips
+    alternate their content per cycle: render, real photo, render, the other real photo, ..."""
+    plan = []
+    for i in range(n_clips):
+        label, motion = KINDS[i % len(KINDS)]
+        content = RENDER if label == BONA_FIDE else ATTACK_CONTENTS[(i // len(KINDS)) % len(ATTACK_CONTENTS)]
+        plan.append(DoorClip(label, motion, seed * 100_000 + i, content))
+    return plan
 
 
 def _rng(clip: DoorClip, stream: int, *more: int) -> np.random.Generator:
@@ -111,7 +128,10 @@ def _attack(clip: DoorClip, cfg, camera, n: int):
     identity = make_identity(UNSEEN_SEED + clip.seed, _rng(clip, 0))
     h, w = camera.hw
     rng = _rng(clip, 2)
-    photo = make_photo(cfg, identity, rng)
+    if clip.content == RENDER:
+        photo = make_photo(cfg, identity, rng)
+    else:
+        photo = shown_photo(load_photo(clip.content, detector()), PhotoAttackConfig(), rng)
     medium = sample_medium(clip.label, photo.rgb.shape[1] / photo.rgb.shape[0], rng)
     layer = render_attack(photo, medium, camera, sample_lighting(rng), rng)
     background = make_background(rng, camera.hw)
@@ -163,5 +183,5 @@ def render_door_clip(out: Path, clip: DoorClip, seconds: float = 4.0, fps: float
         labels[name] = clip.label
     (out / LABELS).write_text(json.dumps(labels, indent=1) + "\n")
     (out / "clip.json").write_text(json.dumps({"label": clip.label, "motion": clip.motion, "seed": clip.seed,
-                                               "fps": fps, "frames": n}) + "\n")
+                                               "content": clip.content, "fps": fps, "frames": n}) + "\n")
     return labels
