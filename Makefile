@@ -75,6 +75,10 @@ CLIPS ?= 300
 bench-liveness: setup  ## door clips (walk/stand/turn; each attack hand-held + static) through the daemon's pipeline: clip APCER/BPCER, time to live (CLIPS=300 BUNDLE=)
 	$(PY) -m convert.bench_liveness --bundle $(BUNDLE) --clips $(CLIPS) --out $(OUT)/bench/liveness
 
+.PHONY: bench-field
+bench-field: setup  ## grey camera and frame-edge faces: liveness score change vs colour / centred (synthetic test split + shipped real photos; BUNDLE=)
+	$(PY) -m convert.bench_field --bundle $(BUNDLE) --dataset $(OUT)/synth_test --out $(OUT)/bench/field.json
+
 .PHONY: bench-http
 bench-http: setup  ## status port under load: 1000 idle + 50 slowloris connections, 200 concurrent clients; answered, p95
 	$(PY) -m firmware_app.bench_http --clients 200 --idle 1000 --slow 50
@@ -94,8 +98,8 @@ bench-peer: setup  ## int8 depth vs MediaPipe face mesh: 1-thread latency, relie
 	$(PY) -m convert.peer --bundle $(BUNDLE) --dataset $(OUT)/synth
 
 .PHONY: photo-attacks bench-photo-attacks
-PHOTO_N ?= 400
-photo-attacks: setup  ## held-out slice: prints/screens of real public-domain photos never in training → out/photo_attacks (PHOTO_N=400)
+PHOTO_N ?= 600
+photo-attacks: setup  ## held-out slice: prints/screens of real public-domain photos never in training → out/photo_attacks (PHOTO_N=600)
 	$(PY) -m train.synth.photo_attacks --out $(OUT)/photo_attacks --n $(PHOTO_N) --seed $(SEED)
 
 bench-photo-attacks: setup  ## frame APCER on that slice per source, type, face size, Wilson 95 % (BUNDLE=) → out/bench/photo_attacks.json

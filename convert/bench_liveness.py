@@ -62,7 +62,7 @@ def run_clip(clip_dir: Path, bundle, cfg: Config, fps: float) -> dict:
     pipe = Pipeline.from_bundle(bundle, cfg, Profiler())
     camera = make_camera(cam_cfg)
     camera.open()
-    traj, decisions, first_face, frame_llr, motion_llr = [], [], None, [], []
+    traj, decisions, first_face, frame_llr, motion_llr, motion_shift, face_px = [], [], None, [], [], [], []
     try:
         while True:
             try:
@@ -77,6 +77,8 @@ def run_clip(clip_dir: Path, bundle, cfg: Config, fps: float) -> dict:
             lv = r.liveness
             frame_llr.append(lv.score.llr if lv and lv.score else math.nan)
             motion_llr.append(lv.motion.llr if lv and lv.motion and lv.motion.llr is not None else math.nan)
+            motion_shift.append(float(lv.motion.shift) if lv and lv.motion else math.nan)
+            face_px.append(float(r.face.box[2] - r.face.box[0]) if r.face is not None else math.nan)
             if r.decision:
                 decisions.append({"frame": k, "decision": r.decision.decision, "track": r.decision.track_id,
                                   "llr": round(r.decision.llr, 3), "reason": r.decision.reason,
@@ -84,7 +86,7 @@ def run_clip(clip_dir: Path, bundle, cfg: Config, fps: float) -> dict:
     finally:
         camera.close()
     return {"first_face": first_face, "decisions": decisions, "trajectory": traj, "frame_llr": frame_llr,
-            "motion_llr": motion_llr,
+            "motion_llr": motion_llr, "motion_shift": motion_shift, "face_px": face_px,
             "motion_ms": pipe.profiler.summary()["stages"].get("motion", {}).get("p50_ms")}
 
 
@@ -227,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
          "decisions": {k: v["decisions"] for k, v in results.items()},
          # per frame: the frame's own LLR and the motion cue's (NaN: unscored / abstained / decided)
          "frame_llr": {k: [round(x, 3) for x in v["frame_llr"]] for k, v in results.items()},
-         "motion_llr": {k: [round(x, 3) for x in v["motion_llr"]] for k, v in results.items()}},
+         "motion_llr": {k: [round(x, 3) for x in v["motion_llr"]] for k, v in results.items()},
+         "motion_shift_px": {k: [round(x, 3) for x in v["motion_shift"]] for k, v in results.items()},
+         "face_box_px": {k: [round(x, 1) for x in v["face_px"]] for k, v in results.items()}},
         indent=1, allow_nan=True) + "\n")
     try:
         plot(rows, results, a.fps, bounds, a.out / "trajectories.png")

@@ -129,7 +129,7 @@ def make_manifest(out: Path, info: dict, cfg, q: QuantResult, v: VerifyResult, i
         "detector": {"file": DETECTOR_FILE, "full_range_file": FULL_RANGE_FILE, "license_file": LICENSE_FILE,
                      "source": source},
         "crop": {"input_size": info["crop"]["input_size"], "grid_size": info["crop"]["grid_size"],
-                 "crop_scale": info["crop"]["scale"], "border": info["crop"]["border"],
+                 "crop_scale": info["crop"]["scale"], "border": cfg.data.border,  # the crop calibrated on
                  "use_eyes": info["crop"]["use_eyes"]},
         "depth_bins_mm": [round(float(c), 4) for c in bin_centres(cfg.model)],
         "relief_range_mm": list(cfg.model.relief_range_mm),

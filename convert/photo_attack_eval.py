@@ -41,7 +41,7 @@ from convert.verify import TFLitePredict
 from firmware_app.bundle import BundleError, load_bundle
 from firmware_app.evidence import EvidenceError, EvidenceModel, frame_features
 from firmware_app.pipeline import landmark_box
-from firmware_app.preprocess import crop_input, crop_transform
+from firmware_app.preprocess import crop_input, crop_transform, fill_of
 from train.config import DataConfig, ModelConfig
 from train.evaluate import iter_examples
 from train.synth.dataset_index import DatasetError, DatasetIndex, write_json_atomic
@@ -121,7 +121,8 @@ def score_frames(index: DatasetIndex, bundle, rule: Rule, detector, max_samples:
                  progress=None) -> list[Frame]:
     """Every frame's score under both crops."""
     predict = TFLitePredict(bundle.depth_model, num_threads=1)
-    data = DataConfig(crop_scale=bundle.crop.crop_scale, use_eyes=bundle.crop.use_eyes)
+    data = DataConfig(crop_scale=bundle.crop.crop_scale, use_eyes=bundle.crop.use_eyes,
+                      border=bundle.crop.border)
     frames: list[Frame] = []
     for source, label, face_px, reader, i, crop in _landmark_crops(index, data, max_samples):
         rgb = reader.rgb(i)
@@ -132,7 +133,7 @@ def score_frames(index: DatasetIndex, bundle, rule: Rule, detector, max_samples:
             eyes = np.array([face.keypoint("right_eye"), face.keypoint("left_eye")], np.float32)
             eyes = eyes if bundle.crop.use_eyes else None
             t = crop_transform(landmark_box(face), eyes, bundle.crop.crop_scale)
-            crops["detector"] = crop_input(rgb, t)
+            crops["detector"] = crop_input(rgb, t, fill_of(bundle.crop.border))
         relief, prob, _, live = predict(np.stack(list(crops.values())))
         scores = {name: rule.score(relief[j], prob[j], None if live is None else float(live[j]))
                   for j, name in enumerate(crops)}

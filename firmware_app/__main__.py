@@ -82,9 +82,9 @@ def _outbox_ready(directory: str) -> None:
 
 
 def _build_daemon(cfg: Config, bundle, **kwargs):
+    from firmware_app.daemon import Daemon
     from firmware_app.depth import DepthModelError
     from firmware_app.hooks import make_hook
-    from firmware_app.pipeline import Daemon
 
     _outbox_ready(cfg.outbox.dir)
     try:

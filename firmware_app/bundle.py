@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from firmware_app.integrity import sha256_file
+from firmware_app.preprocess import BORDERS
 from firmware_app.signing import SignatureError, verify_bytes
 
 SCHEMA = "facedepth-bundle/1"
@@ -192,6 +193,9 @@ def _crop(manifest: dict, where: Path) -> CropParams:
                           bool(c["use_eyes"]))
     except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise _fail(where, f"'crop' is incomplete ({str(e)[:100]!r})") from None
+    if crop.border not in BORDERS:
+        raise _fail(where, f"'crop' border {crop.border!r} is unknown to this firmware (known: "
+                           f"{', '.join(BORDERS)}); update the firmware or rebuild the bundle")
     if (crop.input_size, crop.grid_size) != (INPUT_SHAPE[1], GRID) or not 0 < crop.crop_scale < 100:
         raise _fail(where, f"'crop' {crop} does not match this firmware's {INPUT_SHAPE[1]}/{GRID} crop")
     return crop

@@ -148,6 +148,17 @@ class LivenessConfig:
     )
     timeout_s: float = _f(3.0, "undecided (door stays shut) when a track is not decided within this", min=0.1)
     motion: bool = _f(True, "use the motion cue (a flat medium moves as a plane) along each track")
+    min_moved_px: float = _f(
+        0.3, "with the motion cue on, live only once the face has moved this much (median corner shift, px "
+        "at a 128 px wide face): a print or screen on a stand is a perfectly still picture; 0 = off", min=0.0,
+    )
+    planar_veto_llr: float = _f(
+        -0.5, "with the motion cue on, a track whose face moved as a plane (a frame pair's motion LLR at or "
+        "below this) is never live: a hand-held print or screen", max=0.0,
+    )
+    min_track_s: float = _f(
+        0.6, "no live before a track is this old: the motion cue sees a few frame pairs first", min=0.0
+    )
     save_depth_dir: str = _f("", "write each decision's depth colour map here (PNG); '' = off")
 
 
@@ -271,6 +282,9 @@ def _check_liveness(lv: LivenessConfig, root, ctx: Ctx) -> None:
         raise ctx.error(root, "liveness.frame_llr_max",
                         f"{lv.frame_llr_max} + the motion cap {MOTION_TOTAL_MAX} reaches the live bound "
                         f"{bound:.2f} (ln 1/apcer_target): one frame could decide live; lower it")
+    if lv.min_track_s >= lv.timeout_s:
+        raise ctx.error(root, "liveness.min_track_s", f"{lv.min_track_s} s is not below timeout_s "
+                        f"{lv.timeout_s} s: no track could ever be decided live; lower it")
 
 
 def _check(cfg: Config, root, ctx: Ctx) -> None:

@@ -10,7 +10,15 @@ Track (`TrackEvidence`): a sequential probability ratio test (Wald). Each frame 
   live       when the sum reaches ln(1 / apcer_target) (Wald's bound for that attack acceptance), after
              at least min_frames scored frames, and the frames' mean clipped LLR is at least
              min_mean_llr: consecutive frames of one scene are not independent, so an attack that only
-             leans a little live on every frame must not get in by patience alone;
+             leans a little live on every frame must not get in by patience alone; and, while the motion
+             cue runs, only once the face has moved (a motion estimate's corner shift ≥ min_moved_px):
+             a print or screen on a stand shows a perfectly still picture (corner shifts 0.01–0.08 px
+             on the door clips), a person standing still sways (0.15–0.3 px from one frame to the next).
+             A still picture's frames can look live to the depth network; it then waits into undecided.
+             Nor once the motion cue has judged any frame pair planar beyond planar_veto_llr (a hand-held
+             print or screen: the door clips' live faces never scored below −0.5; most hand-held real-photo
+             attacks did), and not before min_track_s has passed since the track's first frame, so
+             that the motion cue has seen a few frame pairs first;
   spoof      when the sum falls to ln(bpcer_target);
   undecided  when neither happened within timeout_s of the track's first frame (the door stays shut;
              the event says why).
@@ -88,6 +96,9 @@ class DecisionParams:
     min_frames: int = 3
     min_mean_llr: float = 1.0
     timeout_s: float = 3.0
+    min_moved_px: float = 0.0  # > 0: live needs a motion estimate with at least this corner shift
+    planar_veto_llr: float | None = None  # a motion LLR at or below this: the track is never live
+    min_track_s: float = 0.0  # no live before this long after the track's first frame
 
     @property
     def live_bound(self) -> float:
@@ -122,6 +133,8 @@ class TrackEvidence:
         self.track_id, self.p, self.t0 = track_id, params, t0
         self.frame_sum = self.motion_pos = self.motion_neg = 0.0
         self.frames = self.unscored = self.motion_pairs = 0
+        self.moved = params.min_moved_px <= 0  # no motion gate: counts as moved
+        self.planar_seen = False
         self.parts: dict[str, float] = {}
         self.verdict: str | None = None
 
@@ -141,8 +154,12 @@ class TrackEvidence:
                 self.parts[name] = self.parts.get(name, 0.0) + k * v
             self.frame_sum += clipped
             self.frames += 1
+        if motion is not None and np.isfinite(motion.shift) and motion.shift >= self.p.min_moved_px:
+            self.moved = True
         if motion is not None and motion.llr is not None:
             self.motion_pairs += 1
+            if self.p.planar_veto_llr is not None and motion.llr <= self.p.planar_veto_llr:
+                self.planar_seen = True
             if motion.llr >= 0:
                 self.motion_pos += motion.llr
             else:
@@ -152,15 +169,24 @@ class TrackEvidence:
     def _decide(self, t: float, score: Score | None) -> Decision | None:
         p, llr, elapsed = self.p, self.llr, t - self.t0
         mean = self.frame_sum / self.frames if self.frames else 0.0
-        if llr >= p.live_bound and self.frames >= p.min_frames and mean >= p.min_mean_llr:
+        may_live = self.moved and not self.planar_seen and elapsed >= p.min_track_s - 1e-9
+        if llr >= p.live_bound and self.frames >= p.min_frames and mean >= p.min_mean_llr and may_live:
             verdict, reason = LIVE, f"evidence {llr:.2f} reached the live bound {p.live_bound:.2f}"
         elif llr <= p.spoof_bound:
             verdict, reason = SPOOF, f"evidence {llr:.2f} reached the spoof bound {p.spoof_bound:.2f}"
         elif elapsed >= p.timeout_s:
             verdict = UNDECIDED
-            where = (f"evidence {llr:.2f} past the live bound {p.live_bound:.2f} but the mean frame LLR "
-                     f"{mean:.2f} < {p.min_mean_llr:g}" if llr >= p.live_bound else
-                     f"evidence {llr:.2f} between the bounds {p.spoof_bound:.2f} and {p.live_bound:.2f}")
+            if llr < p.live_bound:
+                where = f"evidence {llr:.2f} between the bounds {p.spoof_bound:.2f} and {p.live_bound:.2f}"
+            elif self.planar_seen:
+                where = (f"evidence {llr:.2f} past the live bound but the face moved as a plane (motion LLR "
+                         f"≤ {p.planar_veto_llr:g}): a hand-held print or screen")
+            elif not self.moved:
+                where = (f"evidence {llr:.2f} past the live bound but the face never moved (corner shift "
+                         f"< {p.min_moved_px:g} px): a still picture")
+            else:
+                where = (f"evidence {llr:.2f} past the live bound {p.live_bound:.2f} but the mean frame LLR "
+                         f"{mean:.2f} < {p.min_mean_llr:g}")
             reason = f"no decision within {p.timeout_s:g} s: {where} after {self.frames} scored frame(s)"
         else:
             return None

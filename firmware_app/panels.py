@@ -17,7 +17,7 @@ import numpy as np
 
 from firmware_app.depth import DepthResult
 
-if TYPE_CHECKING:  # pipeline imports this module for its Daemon
+if TYPE_CHECKING:  # daemon.py imports this module
     from firmware_app.pipeline import FrameResult
 
 RELIEF_SCALE_MM = (-60.0, 40.0)  # far (blue) … near (red); the default bundle's relief_range_mm

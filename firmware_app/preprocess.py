@@ -35,7 +35,20 @@ import numpy as np
 INPUT_SIZE = 160  # network input is INPUT_SIZE × INPUT_SIZE × 3, RGB
 GRID_SIZE = 80  # depth / mask output grid over the same square
 CROP_SCALE = 1.6  # crop side / max(face box w, h); the box is the 68 landmarks' extent
-BORDER = "constant0"  # recorded in run/bundle metadata: outside-frame pixels are 0
+# How the crop fills where it runs past the frame (a face at the frame's edge), as run/bundle metadata
+# names it → crop_square's edge mode. "replicate" repeats the frame's edge pixels: a black band there
+# changed the relief score of edge faces by a median 13 % and their LLR by −2.7 (convert/bench_field.py),
+# replicate by 5 % / −0.9. Bundles made before record "constant0" and keep their black fill.
+BORDERS = {"constant0": "black", "replicate": "replicate"}
+BORDER = "replicate"  # what new runs and bundles record
+
+
+def fill_of(border: str) -> str:
+    """The crop_square edge mode of a recorded border name; ValueError names the known ones."""
+    try:
+        return BORDERS[border]
+    except KeyError:
+        raise ValueError(f"unknown crop border {border!r} (known: {', '.join(BORDERS)})") from None
 
 
 @dataclass(frozen=True, eq=False)

@@ -63,7 +63,8 @@ def daemon_config(scene: Path, state: Path, port: int, fps: float = 10.0, hooks=
     cfg = {
         "camera": {"type": "replay", "source": str(scene), "loop": True, "fps": fps},
         "depth": {"bundle": str(BUNDLE), "trusted_keys": trusted_keys()},
-        "liveness": {"save_depth_dir": str(state / "decisions")},
+        # held frames: still pictures in short tracks, so no motion gate and no minimum track age
+        "liveness": {"save_depth_dir": str(state / "decisions"), "min_moved_px": 0, "min_track_s": 0},
         "outbox": {"dir": str(state / "outbox"), "fsync": False},
         "hooks": list(hooks),
         "http": {"enabled": True, "port": port, "preview": True, "token": TOKEN},

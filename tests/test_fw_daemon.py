@@ -27,7 +27,8 @@ def _config(tmp_path, receiver=None, camera=None, **sections) -> Path:
         "camera": camera
         or {"type": "replay", "source": str(synthetic_frames()), "loop": False, "hold_frames": 3},
         "depth": {"bundle": str(tiny_bundle()), "trusted_keys": [DEV_PUB]},
-        "liveness": {"min_frames": 2, "frame_llr_max": 3.0},
+        # held frames: still pictures in short tracks, so no motion gate and no minimum track age
+        "liveness": {"min_frames": 2, "frame_llr_max": 3.0, "min_moved_px": 0, "min_track_s": 0},
         "outbox": {
             "dir": str(tmp_path / "outbox"),
             "drain_timeout_s": 10,

@@ -102,7 +102,8 @@ def test_daemon_announces_the_door_and_its_state_changes_to_a_real_broker(tmp_pa
         "camera": {"type": "replay", "source": str(synthetic_frames()), "loop": False, "hold_frames": 4,
                    "fps": 4},
         "depth": {"bundle": str(tiny_bundle()), "trusted_keys": [DEV_PUB]},
-        "liveness": {"min_frames": 2, "frame_llr_max": 3.0},
+        # held frames: still pictures in short tracks, so no motion gate and no minimum track age
+        "liveness": {"min_frames": 2, "frame_llr_max": 3.0, "min_moved_px": 0, "min_track_s": 0},
         "outbox": {"dir": str(tmp_path / "outbox"), "drain_timeout_s": 10},
         "http": {"enabled": False},
         "hooks": [{"type": "mqtt", "name": "ha", "port": port, "topic": "door1/events",

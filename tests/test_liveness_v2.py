@@ -94,6 +94,37 @@ def test_negative_motion_alone_can_close_but_positive_cannot_open():
     assert out[-1].decision == SPOOF and out[-1].contributions["motion"] == pytest.approx(-6.0)
 
 
+def ev_reason(decisions) -> str:
+    return next(d.reason for d in decisions if d is not None)
+
+
+def test_a_still_picture_is_never_live_however_live_its_frames_look():
+    """A print on a stand: the depth network may be fooled on every frame, but the face never moves."""
+    params = DecisionParams(min_moved_px=0.3)
+    still = MotionEstimate(None, "motion too small", 40, 0.05, 0.01)
+    dec = LivenessDecider(params)
+    out = [dec.add(1, 0.1 * k, _score(5.0), still) for k in range(31)]
+    decided = [d for d in out if d is not None]
+    assert len(decided) == 1 and decided[0].decision == UNDECIDED and "never moved" in decided[0].reason
+    swaying = MotionEstimate(None, "motion too small", 40, 0.4, 0.02)  # a person standing still sways
+    out = [dec.add(2, 0.1 * k, _score(5.0), still if k < 5 else swaying) for k in range(31)]
+    live = next(d for d in out if d is not None)
+    assert live.decision == LIVE and live.elapsed_s == pytest.approx(0.5)
+    assert LivenessDecider(DecisionParams()).add(3, 0.0, _score(1.0)) is None  # gate off by default
+    planar = MotionEstimate(-0.9, "", 40, 3.0, 0.05)  # a hand-held print: it moved, as a plane
+    ev = TrackEvidence(5, DecisionParams(min_moved_px=0.3, planar_veto_llr=-0.5), 0.0)
+    out = [ev.add(0.1 * k, _score(5.0), planar if k == 1 else swaying) for k in range(31)]
+    assert [d.decision for d in out if d] == [UNDECIDED] and "moved as a plane" in ev_reason(out)
+    young = TrackEvidence(6, DecisionParams(min_track_s=0.6), 0.0)
+    first = next(d for d in (young.add(0.1 * k, _score(5.0)) for k in range(10)) if d)
+    assert first.decision == LIVE and first.elapsed_s == pytest.approx(0.6)
+    with pytest.raises(ConfigError, match="liveness.min_track_s"):
+        parse_config("camera: {source: x}\nliveness: {min_track_s: 3, timeout_s: 3}\n")
+    tracking_lost = MotionEstimate(None, "too few consistent tracks")  # NaN shift: not movement
+    ev = TrackEvidence(4, params, 0.0)
+    assert all(ev.add(0.1 * k, _score(5.0), tracking_lost) is None for k in range(10)) and not ev.moved
+
+
 # ---------------------------------------------------------------------------------------- frame evidence
 
 
@@ -326,12 +357,13 @@ def test_daemon_events_carry_the_evidence(tmp_path):
     """The daemon in-process on a replay: every event says why, with per-cue shares and frames used."""
     from firmware_app.bundle import load_bundle
     from firmware_app.config import parse_config
-    from firmware_app.pipeline import Daemon
+    from firmware_app.daemon import Daemon
     from tests.test_fw_fixtures import synthetic_frames, tiny_bundle
 
     cfg = parse_config(json.dumps({
         "camera": {"type": "replay", "source": str(synthetic_frames()), "loop": False, "hold_frames": 4},
-        "liveness": {"min_frames": 2, "frame_llr_max": 3.0},
+        # held frames: still pictures in short tracks, so no motion gate and no minimum track age
+        "liveness": {"min_frames": 2, "frame_llr_max": 3.0, "min_moved_px": 0, "min_track_s": 0},
         "outbox": {"dir": str(tmp_path / "outbox"), "fsync": False}, "http": {"enabled": False}}))
     daemon = Daemon(cfg, load_bundle(tiny_bundle(), None), [])
     assert daemon.run() == 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from firmware_app.preprocess import CROP_SCALE
+from firmware_app.preprocess import BORDER, CROP_SCALE
 
 
 class ConfigError(ValueError):
@@ -32,6 +32,7 @@ class DataConfig:
     batch_size: int = 16  # per replica; the global batch is batch_size × replicas
     crop_scale: float = CROP_SCALE  # crop side / max(face box w, h), as on the device
     use_eyes: bool = True  # roll-align crops by the eye line (the device passes detector eye keypoints)
+    border: str = BORDER  # the device crop's fill past the frame (preprocess.BORDERS); evaluation uses it
     jitter_scale: float = 0.10  # ± relative box size error (uniform), at least a face detector's error
     jitter_shift: float = 0.08  # ± box centre error, as a fraction of the box size
     jitter_roll_deg: float = 10.0  # ± roll error of the eye line

@@ -34,6 +34,7 @@ from firmware_app.preprocess import (
     crop_input,
     crop_to_grid,
     eye_angle_deg,
+    fill_of,
     frame_to_grid,
     grid_frame_coords,
 )
@@ -136,7 +137,8 @@ def make_example(sample: Sample, data: DataConfig, model: ModelConfig, rng: np.r
     """One network input and its targets; rng=None → the exact (unjittered) device crop."""
     t = jittered_transform(sample, data, rng, level)
     replicate = augment and rng is not None and rng.random() < data.edge_replicate_prob
-    rgb = crop_input(sample.rgb, t, edge="replicate" if replicate else "black")
+    edge = "replicate" if replicate else ("black" if augment else fill_of(data.border))
+    rgb = crop_input(sample.rgb, t, edge=edge)
     ray = sample.intrinsics if data.relief_frame == "crop_ray" else None
     relief, face = relief_targets(sample.depth_mm, sample.mask, t, ray)
     lms = frame_to_grid(sample.landmarks_2d, t).astype(np.float32)

@@ -14,9 +14,9 @@ CONTINUE_LR_SCALE × the config's peak learning rate with a short warm-up, and p
 checkpoint into models/default only if its validation relief MAE is lower and, for a model with a liveness
 logit, its validation liveness loss no higher than the start weights' on the same validation split (scored
 before the first step, `baseline_val`: `make data` may have regenerated the split since the last session);
-a run without that baseline compares with the ledger (best promoted MAE, last promoted liveness loss). The ledger is written either way,
-so the curve across sessions is in git. Then commit models/default and run `make convert` (bundle/default
-from the committed weights; the manifest records their sha256).
+a run without that baseline compares with the ledger (best promoted MAE, last promoted liveness loss).
+The ledger is written either way, so the curve across sessions is in git. Then commit models/default and
+run `make convert` (bundle/default from the committed weights; the manifest records their sha256).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from firmware_app.preprocess import BORDER, GRID_SIZE, INPUT_SIZE
+from firmware_app.preprocess import GRID_SIZE, INPUT_SIZE
 from train.config import Config, ConfigError, config_from_dict
 from train.data import make_dataset
 from train.metrics import ReliefLoss, relief_mae
@@ -108,7 +108,7 @@ def run_info(cfg: Config, index: DatasetIndex, model: keras.Model) -> dict:
         "model": {"params": stats.params, "macs": stats.macs, "input": [INPUT_SIZE, INPUT_SIZE, 3],
                   "input_range": "RGB 0..255", "outputs": outputs},
         "crop": {"input_size": INPUT_SIZE, "grid_size": GRID_SIZE, "scale": cfg.data.crop_scale,
-                 "use_eyes": cfg.data.use_eyes, "border": BORDER},
+                 "use_eyes": cfg.data.use_eyes, "border": cfg.data.border},
         "bins": {"edges_mm": bin_edges(cfg.model).tolist(), "centres_mm": bin_centres(cfg.model).tolist(),
                  "background_class": cfg.model.n_bins},
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},

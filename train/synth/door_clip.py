@@ -50,7 +50,7 @@ ATTACK_MOTIONS = ("handheld", "static")
 KINDS = tuple((BONA_FIDE, m) for m in BONA_MOTIONS) + tuple(
     (t, m) for t in ATTACK_TYPES for m in ATTACK_MOTIONS)
 RENDER = "render"
-ATTACK_CONTENTS = tuple(x for src in PHOTO_SOURCES for x in (RENDER, src.name))  # render, photo, render, photo
+ATTACK_CONTENTS = tuple(x for src in PHOTO_SOURCES for x in (RENDER, src.name))  # render, photo, ...
 WALK_FROM_MM = 2000.0
 DOOR_CONFIG = replace(CLIP_CONFIG, distance_mm=(400.0, 650.0), restyle_attacks=True)
 

@@ -1,0 +1,211 @@
+"""Field stability of the liveness score: grey cameras and faces at the frame edge, on the device's path.
+
+    python -m convert.bench_field [--bundle bundle/default] [--dataset out/synth_test] [--n 300]
+                                  (make bench-field)
+
+Each face is scored twice by the bundle's int8 depth model through the device's own crop (BlazeFace
+short range → pipeline.landmark_box → preprocess.crop_transform/crop_input with its black fill) and
+firmware_app.evidence.frame_features; the score compared is the plane-removed relief range in mm (what
+the device shows beside each frame), and the frame LLR beside it:
+
+  grey  the colour frame against the same frame as a `camera.colour: grey` camera delivers it
+        (camera.colour.to_grey3), detected again on the grey frame;
+  edge  the frame against a tight cut of it around the face box (1.15× the box, so the 1.6× crop runs
+        past the frame on every side and the device fills that with black), the same box for both, so
+        only the fill outside the frame differs (the bundle's crop border, as the device fills it;
+        --fill overrides it to compare).
+
+Faces: bona fide frames of the synthetic test split (`make data-test`), and the public-domain real
+photographs of train/synth/photo_sources.py shown whole, as a camera would see that person (measured
+here, never trained on), each at several scales. Prints per case the median and 90th percentile of
+|score change| / colour (or centred) score and the median LLR change; issue 13's bar is a median within
+10 %. `relative_change` and `score_face` are what tests/test_field_stability.py uses on a few frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from firmware_app.camera.colour import to_grey3
+from firmware_app.depth import DepthEstimator
+from firmware_app.evidence import EvidenceModel, frame_features
+from firmware_app.face import Face
+from firmware_app.pipeline import landmark_box
+from firmware_app.preprocess import crop_input, crop_transform, fill_of
+
+TIGHT = 1.15  # the edge case's frame: this many face boxes around the face
+PHOTO_SCALES = (0.35, 0.5, 0.7, 1.0)
+
+
+@dataclass(frozen=True)
+class FaceScore:
+    relief_mm: float  # plane-removed relief range (NaN: too little face)
+    llr: float
+
+
+class Scorer:
+    """The bundle's int8 depth model and evidence model, scoring one face crop as the device does."""
+
+    def __init__(self, bundle, detector, fill: str | None = None):
+        self.fill = fill or fill_of(bundle.crop.border)  # past the frame: the bundle's fill, as the device
+        self.depth = DepthEstimator(bundle.depth_model, num_threads=1)
+        self.crop = bundle.crop
+        self.model = EvidenceModel.from_manifest(bundle.liveness or {}, bundle.liveness_threshold_mm)
+        self.detector = detector
+
+    def face(self, rgb: np.ndarray) -> Face | None:
+        faces = self.detector.detect(rgb)
+        return max(faces, key=lambda f: (f.x1 - f.x0) * (f.y1 - f.y0)) if faces else None
+
+    def score_box(self, rgb: np.ndarray, box: np.ndarray, eyes: np.ndarray | None) -> FaceScore:
+        t = crop_transform(box, eyes if self.crop.use_eyes else None, self.crop.crop_scale)
+        r = self.depth.predict(crop_input(rgb, t, self.fill))
+        f = frame_features(r.relief_mm, r.face_prob, r.live_logit)
+        if f is None:
+            return FaceScore(float("nan"), float("nan"))
+        return FaceScore(f.plane_range_mm, self.model.llr(f) if set(self.model.names) <= set(f.values)
+                         else float("nan"))
+
+    def score_face(self, rgb: np.ndarray, face: Face) -> FaceScore:
+        return self.score_box(rgb, landmark_box(face), _eyes(face))
+
+
+def _eyes(face: Face) -> np.ndarray:
+    return np.array([face.keypoint("right_eye"), face.keypoint("left_eye")], np.float32)
+
+
+def relative_change(a: FaceScore, b: FaceScore) -> float:
+    """|b − a| / a of the relief score (NaN when either is unscored)."""
+    return abs(b.relief_mm - a.relief_mm) / a.relief_mm if a.relief_mm > 0 else float("nan")
+
+
+def grey_pair(scorer: Scorer, rgb: np.ndarray) -> tuple[FaceScore, FaceScore] | None:
+    face, grey = scorer.face(rgb), to_grey3(rgb)
+    face_g = scorer.face(grey)
+    if face is None or face_g is None:
+        return None
+    return scorer.score_face(rgb, face), scorer.score_face(grey, face_g)
+
+
+def tight_cut(rgb: np.ndarray, box: np.ndarray, k: float = TIGHT) -> tuple[np.ndarray, np.ndarray]:
+    """The frame cut to k× the (square) box around its centre, and the box in the cut's pixels."""
+    cx, cy, half = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3]), 0.5 * k * (box[2] - box[0])
+    h, w = rgb.shape[:2]
+    x0, y0 = int(max(cx - half, 0)), int(max(cy - half, 0))
+    x1, y1 = int(min(cx + half, w)), int(min(cy + half, h))
+    return np.ascontiguousarray(rgb[y0:y1, x0:x1]), np.asarray(box, np.float32) - [x0, y0, x0, y0]
+
+
+def edge_pair(scorer: Scorer, rgb: np.ndarray) -> tuple[FaceScore, FaceScore] | None:
+    face = scorer.face(rgb)
+    if face is None:
+        return None
+    box, eyes = landmark_box(face), _eyes(face)
+    cut, box_c = tight_cut(rgb, box)
+    off = np.asarray(box[:2] - box_c[:2], np.float32)
+    return scorer.score_box(rgb, box, eyes), scorer.score_box(cut, box_c, eyes - off)
+
+
+def summary(pairs: list[tuple[FaceScore, FaceScore]]) -> dict:
+    rel = np.array([relative_change(a, b) for a, b in pairs])
+    dllr = np.array([b.llr - a.llr for a, b in pairs])
+    ok = np.isfinite(rel)
+    return {"faces": len(pairs), "scored": int(ok.sum()),
+            "median_rel_change": float(np.median(rel[ok])) if ok.any() else None,
+            "p90_rel_change": float(np.quantile(rel[ok], 0.9)) if ok.any() else None,
+            "median_llr_change": float(np.nanmedian(dllr)) if np.isfinite(dllr).any() else None,
+            "within_10pct": float(np.mean(rel[ok] <= 0.10)) if ok.any() else None}
+
+
+def synthetic_frames(dataset: Path, n: int):
+    from train.synth.dataset_index import DatasetIndex
+
+    index = DatasetIndex.load(dataset)
+    done = 0
+    for entry, reader in zip(index.entries("test"), index.readers("test"), strict=True):
+        for i in range(entry.n):
+            if reader.labels[i] == "bona_fide":
+                yield reader.rgb(i)
+                done += 1
+                if done >= n:
+                    return
+
+
+def photo_frames():
+    """Each shipped real photograph whole and scaled down (a person nearer or farther)."""
+    import cv2
+
+    from train.synth.photo_sources import SOURCES, PhotoSourceError, load_photo
+
+    for src in SOURCES:
+        try:
+            rgb = load_photo(src.name).rgb
+        except PhotoSourceError as e:
+            print(f"note: {e}", file=sys.stderr)
+            continue
+        for s in PHOTO_SCALES:
+            yield src.name, cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+
+
+def run(bundle_dir: Path, dataset: Path, n: int, fill: str | None = None) -> dict:
+    from firmware_app.bundle import load_bundle
+    from train.synth.photo_sources import detector
+
+    scorer = Scorer(load_bundle(bundle_dir, None), detector(), fill)
+    out: dict = {"bundle": str(bundle_dir), "fill": scorer.fill}
+    if (dataset / "index.json").is_file():
+        frames = list(synthetic_frames(dataset, n))
+        out["synthetic grey"] = summary([p for p in (grey_pair(scorer, f) for f in frames) if p])
+        out["synthetic edge"] = summary([p for p in (edge_pair(scorer, f) for f in frames) if p])
+    else:
+        print(f"note: no {dataset} (make data-test): synthetic rows skipped", file=sys.stderr)
+    photos = list(photo_frames())
+    for name in sorted({s for s, _ in photos}):
+        mine = [f for s, f in photos if s == name]
+        out[f"photo {name} grey"] = summary([p for p in (grey_pair(scorer, f) for f in mine) if p])
+        out[f"photo {name} edge"] = summary([p for p in (edge_pair(scorer, f) for f in mine) if p])
+    return out
+
+
+def table(res: dict) -> str:
+    lines = ["| case | faces scored | median change | p90 change | within 10 % | median LLR change |",
+             "|---|---|---|---|---|---|"]
+    for k, v in res.items():
+        if isinstance(v, dict) and v.get("median_rel_change") is not None:
+            lines.append(f"| {k} | {v['scored']}/{v['faces']} | {v['median_rel_change']:.1%} | "
+                         f"{v['p90_rel_change']:.1%} | {v['within_10pct']:.0%} | "
+                         f"{v['median_llr_change']:+.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m convert.bench_field", description=__doc__.split("\n")[0])
+    p.add_argument("--bundle", type=Path, default=Path("bundle/default"))
+    p.add_argument("--dataset", type=Path, default=Path("out/synth_test"))
+    p.add_argument("--n", type=int, default=300, help="bona fide test frames")
+    p.add_argument("--fill", choices=("black", "replicate"),
+                   help="crop fill past the frame (default: the bundle's)")
+    p.add_argument("--out", type=Path, default=Path("out/bench/field.json"))
+    a = p.parse_args(argv)
+    from firmware_app.bundle import BundleError
+
+    try:
+        res = run(a.bundle, a.dataset, a.n, a.fill)
+    except BundleError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(res, indent=1) + "\n")
+    print(table(res))
+    print(f"score: plane-removed relief range (mm); change = |other − reference| / reference; wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
