@@ -98,6 +98,22 @@ def test_sessions_warm_start_and_promote_only_on_improvement(tmp_path, monkeypat
     assert not e2["promoted"] and (models / session.WEIGHTS).read_bytes() == before
     assert len(json.loads((models / "run.json").read_text())["ledger"]) == 2
 
+    # The rule reads the best checkpoint's own epoch: better on both there, worse liveness at the last epoch.
+    base_mae, base_live = info["baseline_val"]["val_relief_mae_mm"], info["baseline_val"]["val_live_loss"]
+    rows = [{"epoch": 0, "val_relief_mae_mm": base_mae * 0.9, "val_live_loss": base_live * 0.9},
+            {"epoch": 1, "val_relief_mae_mm": base_mae * 0.95, "val_live_loss": base_live * 2}]
+    (run2 / "log.csv").write_text("epoch,val_relief_mae_mm,val_live_loss\n" +
+                                  "".join(f"{r['epoch']},{r['val_relief_mae_mm']},{r['val_live_loss']}\n"
+                                          for r in rows))
+    info["best"] = {"epoch": 1, "val_relief_mae_mm": base_mae * 0.9}
+    info["last_epoch"] = {"val_relief_mae_mm": base_mae * 0.95, "val_live_loss": base_live * 2}
+    (run2 / "run.json").write_text(json.dumps(info))
+    assert session.main(["--models", str(models), "--decide", str(run2)]) == 0
+    ledger = json.loads((models / "run.json").read_text())["ledger"]
+    assert len(ledger) == 2 and ledger[-1]["promoted"] and ledger[-1]["val"]["val_live_loss"] < base_live
+    assert (models / session.WEIGHTS).read_bytes() != before
+    assert session.main(["--models", str(models), "--decide", str(run2)]) == 0  # already promoted: no-op
+
     cfg, model, _ = load_run(models)  # weights only: rebuilt from the committed config
     assert cfg.model == TINY_V2 and set(model.output) == {"bins", "relief", "live"}
     other = dataclasses.replace(base, model=dataclasses.replace(TINY_V2, refine_width=16))

@@ -90,9 +90,13 @@ def promote(run_dir: Path, models: Path, committed: dict | None, cfg: Config) ->
     import keras
 
     from train.synth.shards import sha256_of
+    from train.train import read_csv
 
     info = json.loads((run_dir / "run.json").read_text())
     best = info.get("best") or {}
+    # The promoted checkpoint's own validation figures: its epoch's row of log.csv (not the last epoch's)
+    rows = [r for r in read_csv(run_dir / "log.csv") if r.get(MONITOR)]
+    best_row = min(rows, key=lambda r: float(r[MONITOR])) if rows else {}
     ledger = list(committed["ledger"]) if committed else []
     previous = best_metric(ledger)
     value = best.get(MONITOR)
@@ -100,10 +104,12 @@ def promote(run_dir: Path, models: Path, committed: dict | None, cfg: Config) ->
              "run": info["name"], "source_commit": source_commit(), "fresh": committed is None,
              "init_weights_sha256": committed.get("weights_sha256") if committed else None,
              "steps": info["epochs_done"] * (cfg.train.steps_per_epoch or 0), "epochs": info["epochs_done"],
-             # the last epoch's validation figures, with the best checkpoint's monitored value
              "lr": cfg.train.lr,
-             "val": {**{k: v for k, v in (info.get("last_epoch") or {}).items() if k.startswith("val_")},
+             # the best checkpoint's validation figures (what would be promoted), and the last epoch's
+             "val": {**{k: float(v) for k, v in best_row.items() if k.startswith("val_")},
                      MONITOR: value, "best_epoch": best.get("epoch")},
+             "last_epoch_val": {k: v for k, v in (info.get("last_epoch") or {}).items()
+                                if k.startswith("val_")},
              "promoted": False}
     baseline = info.get("baseline_val")
     if baseline:
@@ -126,6 +132,25 @@ def promote(run_dir: Path, models: Path, committed: dict | None, cfg: Config) ->
     return entry
 
 
+def decide_again(run_dir: Path, models: Path) -> int:
+    """Re-run the promotion of a finished session (after a fix to the rule) in place of its ledger entry."""
+    from train.train import load_run
+
+    committed = read_ledger(models)
+    name = json.loads((run_dir / "run.json").read_text())["name"]
+    if not committed or not committed["ledger"] or committed["ledger"][-1].get("run") != name:
+        print(f"error: the last ledger entry of {models} is not {name}; only the last session can be decided "
+              "again", file=sys.stderr)
+        return 2
+    if committed["ledger"][-1].get("promoted"):
+        print(f"{name} is already promoted; nothing to decide")
+        return 0
+    cfg, _, _ = load_run(run_dir)
+    entry = promote(run_dir, models, {**committed, "ledger": committed["ledger"][:-1]}, cfg)
+    print(json.dumps(entry, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m train.session", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -133,8 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", type=Path, default=MODELS, help="committed model directory")
     p.add_argument("--fresh", action="store_true", help="start from random weights (make train FRESH=1)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument("--decide", type=Path, metavar="RUN_DIR",
+                   help="decide a finished session's run again (its ledger entry is replaced)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if a.decide:
+        return decide_again(a.decide, a.models)
     try:
         cfg, committed = session_config(load_config(a.config, a.set), a.models, a.fresh)
         from train.train import train  # TensorFlow loads once the config is known to be valid
