@@ -52,6 +52,10 @@ class CameraConfig:
     source: str = _f("", "replay: a video file or a folder of images (sorted by name)")
     loop: bool = _f(True, "replay: start again at the end; false = the daemon stops when the clip ends")
     hold_frames: int = _f(1, "replay of an image folder: frames each image is shown for", min=1)
+    clip_fps: float = _f(
+        0.0, "replay: stamp frame k at k / clip_fps s (the clip's own time), so the liveness timings run in "
+        "clip time however fast the replay goes; 0 = the wall clock", min=0.0,
+    )
     device: str = _f(
         "0",
         "opencv: V4L2 index (0 = /dev/video0), device path, or a GStreamer pipeline "

@@ -36,6 +36,15 @@ def test_replay_folder_in_order_with_hold_and_end(tmp_path):
     assert tuple(frame.rgb[0, 0]) == (255, 0, 0) and frame.rgb.dtype == np.uint8
 
 
+def test_replay_stamps_clip_time_when_asked_and_counts_on_across_loops(tmp_path):
+    cam = make_camera(CameraConfig(type="replay", source=str(_folder(tmp_path, 2)), loop=True, clip_fps=10))
+    cam.open()
+    stamps = [cam.read().timestamp for _ in range(5)]
+    assert stamps == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])  # as fast as it goes, in the clip's time
+    wall = ReplayCamera(tmp_path, loop=True).__enter__()
+    assert wall.read().timestamp > 1.0  # the wall clock (monotonic) otherwise
+
+
 def test_replay_folder_loops_and_skips_unreadable(tmp_path, caplog):
     _folder(tmp_path, 2)
     (tmp_path / "01b.png").write_bytes(b"not a png")

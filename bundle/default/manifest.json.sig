@@ -1,5 +1,5 @@
 {
  "schema": "facedepth-signature/1",
  "key": "ed25519:IqeoOAHPoCS95NLFFVB3uWN+TdFsvu3NZ6jjBHVeIwI=",
- "signature": "5YtfwC7sowe90L0E1XD3Dq0OOy6OrRZlgUrMSRXpvEUaAW1+7/vuq2BUjXt+jX8ujCaUt6uoZFV44YFgjNrqDA=="
+ "signature": "WmmKNdftwT6PymhnNM4AptlwMtNVf5mwRwCstcpqm1EWviEZbHWD1Qsv1q5w5f8NZBuJ2+8Dn9SReNiGmf8ZCw=="
 }

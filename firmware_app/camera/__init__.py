@@ -21,7 +21,7 @@ def _backend(cfg: CameraConfig) -> Camera:
     if cfg.type == "replay":
         from firmware_app.camera.replay import ReplayCamera
 
-        return ReplayCamera(cfg.source, cfg.loop, cfg.fps, cfg.hold_frames)
+        return ReplayCamera(cfg.source, cfg.loop, cfg.fps, cfg.hold_frames, cfg.clip_fps)
     if cfg.type == "opencv":
         from firmware_app.camera.opencv import OpenCVCamera
 

@@ -1,8 +1,11 @@
 """Replay camera: a video file or a folder of images as a full camera (the daemon runs on a laptop and in CI).
 
 Pacing: `fps` > 0 delivers at that rate; 0 means the clip's native rate for a video file and as fast as
-possible for an image folder. Folders of up to CACHE_IMAGES images are decoded once and kept in memory.
-Unreadable images in a folder are skipped with a warning; a folder with none readable is a CameraError.
+possible for an image folder. Timestamps are the wall clock, or with `clip_fps` > 0 the clip's own time
+(the k-th frame delivered at k / clip_fps s, counting on across loops), so that time-based rules (a
+track's minimum age, its timeout) see a 10 frames/s clip as 10 frames/s even when replayed faster.
+Folders of up to CACHE_IMAGES images are decoded once and kept in memory. Unreadable images in a folder
+are skipped with a warning; a folder with none readable is a CameraError.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ CACHE_IMAGES = 64
 
 
 class ReplayCamera(Camera):
-    def __init__(self, source: str | Path, loop: bool = True, fps: float = 0.0, hold_frames: int = 1):
+    def __init__(self, source: str | Path, loop: bool = True, fps: float = 0.0, hold_frames: int = 1,
+                 clip_fps: float = 0.0):
         self.source = Path(source)
+        self.clip_fps, self._delivered = float(clip_fps), 0
         self.loop, self.fps, self.hold_frames = loop, float(fps), max(1, int(hold_frames))
         self.name = f"replay {self.source}"
         self._video: cv2.VideoCapture | None = None
@@ -57,7 +62,9 @@ class ReplayCamera(Camera):
         rgb = self._read_image() if self._images else self._read_video()
         self._pace()
         self._pos += 1
-        return Frame(check_rgb(rgb, self.name), time.monotonic(), self._pos - 1)
+        self._delivered += 1
+        t = (self._delivered - 1) / self.clip_fps if self.clip_fps > 0 else time.monotonic()
+        return Frame(check_rgb(rgb, self.name), t, self._pos - 1)
 
     def _pace(self) -> None:
         if self._period <= 0:
