@@ -153,7 +153,7 @@ class LivenessConfig:
     timeout_s: float = _f(3.0, "undecided (door stays shut) when a track is not decided within this", min=0.1)
     motion: bool = _f(True, "use the motion cue (a flat medium moves as a plane) along each track")
     min_moved_px: float = _f(
-        0.3, "with the motion cue on, live only once the face has moved this much (median corner shift, px "
+        0.7, "with the motion cue on, live only once the face has moved this much (median corner shift, px "
         "at a 128 px wide face): a print or screen on a stand is a perfectly still picture; 0 = off", min=0.0,
     )
     planar_veto_llr: float = _f(

@@ -11,9 +11,10 @@ Track (`TrackEvidence`): a sequential probability ratio test (Wald). Each frame 
              at least min_frames scored frames, and the frames' mean clipped LLR is at least
              min_mean_llr: consecutive frames of one scene are not independent, so an attack that only
              leans a little live on every frame must not get in by patience alone; and, while the motion
-             cue runs, only once the face has moved (a motion estimate's corner shift ≥ min_moved_px):
-             a print or screen on a stand shows a perfectly still picture (corner shifts 0.01–0.08 px
-             on the door clips), a person standing still sways (0.15–0.3 px from one frame to the next).
+             cue runs, only once the face has moved (a motion estimate's corner shift ≥ min_moved_px,
+             0.7 by default): a print or screen on a stand shows a still picture (corner shifts of
+             0.01–0.08 px on rendered content, up to 0.6 px of tracking noise on real photographs),
+             while every bona fide door clip, standing still or not, moved 0.7 px within 1.3 s.
              A still picture's frames can look live to the depth network; it then waits into undecided.
              Nor once the motion cue has judged any frame pair planar beyond planar_veto_llr (a hand-held
              print or screen: the door clips' live faces never scored below −0.5; most hand-held real-photo
