@@ -27,7 +27,9 @@ def test_compare_needs_the_same_verdicts_near_the_same_frame():
     x86 = [_ev(1, 9, "live", 40.0), _ev(2, 30, "spoof", 3.0)]
     assert arm_check.compare(x86, [_ev(1, 9, "live", 40.4), _ev(2, 30, "spoof", 2.7)], 0.5) == []
     assert arm_check.compare(x86, [_ev(1, 8, "live", 44.0), _ev(2, 31, "spoof", 1.0)], 0.5) == []  # ±1 frame
-    assert "score_mm" in arm_check.compare(x86, [_ev(1, 9, "live", 41.0), _ev(2, 30, "spoof", 3.0)], 0.5)[0]
+    assert arm_check.compare(x86, [_ev(1, 9, "live", 43.9), _ev(2, 30, "spoof", 3.0)], 0.5) == []  # < 10 %
+    assert "score_mm" in arm_check.compare(x86, [_ev(1, 9, "live", 44.5), _ev(2, 30, "spoof", 3.0)], 0.5)[0]
+    assert "score_mm" in arm_check.compare(x86, [_ev(1, 9, "live", 40.0), _ev(2, 30, "spoof", 3.6)], 0.5)[0]
     late = [_ev(1, 12, "live", 40.0), _ev(2, 30, "spoof", 3.0)]
     assert "more than 1 apart" in arm_check.compare(x86, late, 0.5)[0]
     flipped = [_ev(1, 9, "spoof", 40.0), _ev(2, 30, "spoof", 3.0)]

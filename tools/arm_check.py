@@ -14,9 +14,13 @@
 4. Under emulation: the imports, bundle verification (firmware_app.bundle), --validate-config, the
    quick-start daemon on the clip (hooks off; its events read from the outbox), and the depth of one
    crop. The same daemon and crop run on x86; every track must get the same verdict, on a frame at most
-   FRAME_TOL from x86's (scores within one relief output step when it is the same frame), and the
-   crop's relief must agree within DEPTH_MEAN_TOL_STEPS on average over the face (both run the same int8
-   model with XNNPACK, whose x86 and ARM kernels round differently).
+   FRAME_TOL from x86's (scores within SCORE_REL_TOL of x86's, or one relief output step, when it is the
+   same frame), and the crop's relief must agree within DEPTH_MEAN_TOL_STEPS on average over the face
+   (both run the same int8 model with XNNPACK, whose x86 and ARM kernels round differently). The score
+   tolerance is relative because the daemon's float face detectors give boxes that differ by up to
+   0.04 px between the two CPUs, and that moves the crop: on the quick-start clip the per-frame scores
+   differed by up to 1.4 mm (4.7 %) with identical decisions, while the same frame's crop from a
+   fixed box is bit-identical.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ FRAME_TOL = 1
 # cells differ by a few output steps (the int8 relief's scale, 2.2 mm for bundle/default); on average
 # they must agree to within half a step.
 DEPTH_MEAN_TOL_STEPS = 0.5
+SCORE_REL_TOL = 0.10  # a deciding frame's score, relative to x86's (the crop moves with float boxes)
 QEMU_MIN = 10
 EMULATION_TIMEOUT_S = 86400.0
 
@@ -248,7 +253,7 @@ def run_daemon(run: Runner, out: Path, clip: Path, bundle: Path) -> tuple[list[d
 
 def compare(x86: list[dict], arm: list[dict], score_tol_mm: float) -> list[str]:
     """Problems (empty = the same verdict for every track, decided within FRAME_TOL frames of x86's, and
-    where both decided on the same frame, scores within score_tol_mm)."""
+    where both decided on the same frame, scores within SCORE_REL_TOL of x86's or score_tol_mm)."""
     def verdicts(events):
         return [(e.get("track_id"), e.get("decision")) for e in events]
 
@@ -263,8 +268,9 @@ def compare(x86: list[dict], arm: list[dict], score_tol_mm: float) -> list[str]:
             continue
         for k in ("score_mm", "relief_range_mm"):
             if fa == fb and isinstance(a.get(k), (int, float)) and isinstance(b.get(k), (int, float)):
-                if abs(a[k] - b[k]) > score_tol_mm:
-                    problems.append(f"track {track}: {k} {a[k]} vs {b[k]} (> {score_tol_mm:.2f} mm)")
+                tol = max(score_tol_mm, SCORE_REL_TOL * abs(a[k]))
+                if abs(a[k] - b[k]) > tol:
+                    problems.append(f"track {track}: {k} {a[k]} vs {b[k]} (> {tol:.2f} mm)")
     return problems
 
 
