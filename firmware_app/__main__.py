@@ -223,31 +223,11 @@ def _predict_summary(image, result, threshold: float, png: Path) -> str:
     )
 
 
-def _cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
-def _throttled() -> str | None:
-    import subprocess
-
-    from firmware_app import env
-
-    tool = env.path(env.VCGENCMD)
-    if not tool.exists():
-        return None
-    try:
-        return subprocess.run(
-            [str(tool), "get_throttled"], capture_output=True, text=True, timeout=2
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def cmd_profile(args) -> int:
     import threading
 
     from firmware_app import env
+    from firmware_app.profile_report import build_report, cpu_seconds, report_table
     from firmware_app.profiling import Profiler, plot_profile
 
     cfg = _config(args.config)
@@ -264,7 +244,7 @@ def cmd_profile(args) -> int:
                                max_frames=frames)
         _install_signals(daemon)
         timer = threading.Timer(args.seconds, daemon.request_stop) if args.seconds else None
-        rss0, cpu0, t0 = env.rss_mb(), _cpu_seconds(), time.monotonic()
+        rss0, cpu0, t0 = env.rss_mb(), cpu_seconds(), time.monotonic()
         if timer:
             timer.daemon = True
             timer.start()
@@ -273,33 +253,12 @@ def cmd_profile(args) -> int:
         finally:
             if timer:
                 timer.cancel()
-        wall, cpu = time.monotonic() - t0, _cpu_seconds() - cpu0
-    summary = profiler.summary()
-    rss1 = env.rss_mb()
-    warm = profiler.timeline[0][2] if profiler.timeline else None
-    report = {
-        "frames": profiler.frames,
-        "wall_s": round(wall, 3),
-        "fps": round(profiler.frames / wall, 2) if wall > 0 else 0.0,
-        "cpu_percent": round(100 * cpu / wall, 1) if wall > 0 else 0.0,
-        "rss_mb_start": rss0,
-        "rss_mb_end": rss1,
-        "rss_growth_percent": _growth(rss0, rss1),
-        # after the first second (interpreters' arenas, first frames): what a leak would show as
-        "rss_mb_warm": warm,
-        "rss_growth_after_warmup_percent": _growth(warm, rss1),
-        "soc_temperature_c": env.soc_temperature_c(),
-        "throttled": _throttled(),
-        "decisions": daemon.decisions,
-        "camera_errors": daemon.camera.errors,
-        "threads": {"detector": cfg.detector.num_threads, "depth": cfg.depth.num_threads},
-        "stages": summary["stages"],
-        "timeline": [{"t_s": t, "fps": f, "rss_mb": r} for t, f, r in profiler.timeline],
-    }
+        wall, cpu = time.monotonic() - t0, cpu_seconds() - cpu0
+    report = build_report(profiler, daemon, cfg, wall, cpu, rss0)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(_profile_table(report, out))
+    print(report_table(report, out))
     if args.plot:
         args.plot.parent.mkdir(parents=True, exist_ok=True)
         if plot_profile(report, args.plot):
@@ -310,32 +269,6 @@ def cmd_profile(args) -> int:
                 "pip install matplotlib on a workstation to draw it from the JSON"
             )
     return 0
-
-
-def _growth(start: float | None, end: float | None) -> float | None:
-    return round(100 * (end - start) / start, 2) if start and end else None
-
-
-def _profile_table(report: dict, out: Path) -> str:
-    lines = [f"{'stage':10s} {'n':>6s} {'p50 ms':>8s} {'p95 ms':>8s} {'max ms':>8s}"]
-    for name, s in report["stages"].items():
-        if s["n"]:
-            lines.append(f"{name:10s} {s['n']:6d} {s['p50_ms']:8.2f} {s['p95_ms']:8.2f} {s['max_ms']:8.2f}")
-    growth, warm_growth = report.get("rss_growth_percent"), report.get("rss_growth_after_warmup_percent")
-    lines.append(
-        f"RSS {report['rss_mb_start'] or 0:.1f} MB at start, {report['rss_mb_end'] or 0:.1f} MB at end"
-        + (f" ({growth:+.2f}%)" if growth is not None else "")
-        + (
-            f"; from {report['rss_mb_warm']:.1f} MB after the first second {warm_growth:+.2f}%"
-            if warm_growth is not None
-            else ""
-        )
-    )
-    lines.append(
-        f"{report['frames']} frames in {report['wall_s']:.1f} s: {report['fps']:.1f} frames/s, "
-        f"CPU {report['cpu_percent']:.0f}%, RSS {report['rss_mb_end'] or 0:.0f} MB; wrote {out}"
-    )
-    return "\n".join(lines)
 
 
 def cmd_config(_args) -> int:
