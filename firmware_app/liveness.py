@@ -17,9 +17,9 @@ Track (`TrackEvidence`): a sequential probability ratio test (Wald). Each frame 
              while every bona fide door clip, standing still or not, moved 0.7 px within 1.3 s.
              A still picture's frames can look live to the depth network; it then waits into undecided.
              Nor once the motion cue has judged any frame pair planar beyond planar_veto_llr (a hand-held
-             print or screen: the door clips' live faces never scored below −0.5; most hand-held real-photo
-             attacks did), and not before min_track_s has passed since the track's first frame, so
-             that the motion cue has seen a few frame pairs first;
+             print or screen: 70 of 120 hand-held door-clip attacks had such a pair, and 18 of 998 judged
+             bona fide pairs, nearly all after their clip was decided), and not before min_track_s has
+             passed since the track's first frame, so that the motion cue has seen a few frame pairs;
   spoof      when the sum falls to ln(bpcer_target);
   undecided  when neither happened within timeout_s of the track's first frame (the door stays shut;
              the event says why).
