@@ -115,9 +115,9 @@ $(TFLRT)/.installed: requirements/tflite-runtime.txt
 verify-runtimes: setup $(TFLRT)/.installed  ## BUNDLE's model under ai_edge_litert and tflite_runtime on out/synth's test split, side by side
 	$(PY) -m convert.runtime_check --bundle $(BUNDLE) --dataset $(OUT)/synth --python $(TFLRT)/bin/python
 
-train: setup  ## a training session: warm start from models/default, promote if validation improves (FRESH=1: from scratch)
+train: setup  ## a training session: warm start from models/default, promote if validation improves (FRESH=1: from scratch; TRANSFER=1: new architecture, matching layers copied)
 	@test -f $(OUT)/synth/index.json || $(MAKE) --no-print-directory data
-	$(PY) -m train.session --config $(CONFIG) $(if $(FRESH),--fresh)
+	$(PY) -m train.session --config $(CONFIG) $(if $(FRESH),--fresh) $(if $(TRANSFER),--transfer)
 
 evaluate: setup  ## evaluate RUN (default models/default) on the test split, write its report
 	$(PY) -m train.evaluate $(RUN)

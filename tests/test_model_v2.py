@@ -29,11 +29,29 @@ def test_v2_has_three_outputs_and_keeps_the_budget():
         build_model(dataclasses.replace(full, max_macs=10_000_000))
 
 
+def test_the_40x40_refinement_keeps_the_output_contract_and_transfers_the_trunk():
+    from train.train import transfer_weights
+
+    fast = dataclasses.replace(TINY_V2, refine_level=1, stem_block=False)
+    model, source = build_model(fast), build_model(TINY_V2)
+    assert {k: tuple(v.shape[1:]) for k, v in model.output.items()} == output_shapes(TINY_V2)
+    assert count_macs(model).macs < count_macs(source).macs
+    assert not any(layer.name.startswith(("t_e0", "s2_grey")) for layer in model.layers)
+    copied, fresh = transfer_weights(source, model)
+    assert "t_stem" in copied and "s1_logits" in copied and "live" in copied
+    assert "s2_r0_dw" in fresh  # its input has other channels now: it starts random
+    for name in copied:
+        for a, b in zip(model.get_layer(name).get_weights(), source.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_bad_arch_and_head_level_are_config_errors():
     with pytest.raises(ConfigError, match=r"<string>:2: 'model.arch' 'v3'"):
         parse_config("model:\n  arch: v3\n")
     with pytest.raises(ConfigError, match="head_level"):
         parse_config("model:\n  arch: v2\n  head_level: 9\n")
+    with pytest.raises(ConfigError, match="refine_level"):
+        parse_config("model:\n  arch: v2\n  head_level: 2\n  refine_level: 3\n")
 
 
 def test_scale_term_penalises_a_shallow_prediction_that_l1_alone_barely_sees():
@@ -120,6 +138,26 @@ def test_sessions_warm_start_and_promote_only_on_improvement(tmp_path, monkeypat
     with pytest.raises(ConfigError, match="another model config"):
         session.session_config(other, models, fresh=False)
     assert session.session_config(other, models, fresh=True)[1] is None
+    # An architecture change with --transfer: matching layers carried over, judged against the old model.
+    cfg3, committed = session.session_config(other, models, fresh=False, transfer=True)
+    assert cfg3.train.init_from_run == str(models / "run.json")
+    run3 = train(cfg3)
+    old_model = load_run(models)[1]
+    info = json.loads((run3 / "run.json").read_text())
+    from train.data import make_dataset
+    from train.synth.dataset_index import DatasetIndex
+    from train.train import compile_model
+
+    compile_model(old_model, base, 1)  # the bar is the old model's own score on this split
+    val = make_dataset(cfg3, "val", False, DatasetIndex.load(index.root), 4)[0]
+    old_mae = old_model.evaluate(val, return_dict=True, verbose=0)["relief_mae_mm"]
+    assert info["baseline_val"]["val_relief_mae_mm"] == pytest.approx(old_mae, rel=1e-4)
+    e3 = session.promote(run3, models, committed, cfg3)
+    assert e3["transfer"] and e3["baseline_val"] == {k: info["baseline_val"][k]
+                                                      for k in (session.MONITOR, session.LIVE_MONITOR)}
+    assert e3["promoted"] == session.improves(e3["val"], [], info["baseline_val"])
+    assert load_run(models)[0].model == (other.model if e3["promoted"] else TINY_V2)
+    assert set(old_model.output) == {"bins", "relief", "live"}
 
 
 def test_v2_converts_to_int8_with_its_live_logit_and_the_device_reads_it(tmp_path):

@@ -75,7 +75,9 @@ class ModelConfig:
     arch: str = "v1"
     trunk_widths: tuple[int, ...] = (16, 32, 64, 128, 192)  # v2 encoder widths at 80, 40, 20, 10, 5
     head_level: int = 2  # v2: stage I predicts bins at 80 / 2**head_level (20×20) and upsamples once
-    refine_width: int = 24  # v2: channels of the 80×80 refinement blocks
+    refine_width: int = 24  # v2: channels of the refinement blocks
+    stem_block: bool = True  # v2: a separable block at 80×80 after the stem (false: 0.3 ms less int8 time)
+    refine_level: int = 0  # v2: refine at 80 / 2**refine_level (1: 40×40, then ×2 upsampling; ≤ head_level)
     max_macs: int = 100_000_000  # build fails above these budgets (device latency/memory)
     max_params: int = 1_000_000
 
@@ -85,6 +87,9 @@ class ModelConfig:
         if self.arch == "v2" and not 1 <= self.head_level < len(self.trunk_widths):
             top = len(self.trunk_widths) - 1
             raise ConfigError(f"'model.head_level' {self.head_level}: expected 1..{top}")
+        if self.arch == "v2" and not 0 <= self.refine_level <= self.head_level:
+            raise ConfigError(f"'model.refine_level' {self.refine_level}: expected 0..{self.head_level} "
+                              "(model.head_level)")
 
     @property
     def relief_range_mm(self) -> tuple[float, float]:
@@ -115,6 +120,10 @@ class TrainConfig:
     # Warm start: a weights file (models/default/model.weights.h5) loaded before training, for a model of
     # the same config; `make train` sets it, `make train FRESH=1` does not.
     init_weights: str = ""
+    # An architecture change: the run.json whose model config made init_weights. Its model is rebuilt and
+    # loaded, layers of the same name and weight shapes are copied, the rest start fresh; the start
+    # weights' validation bar is that source model's own score. `make train TRANSFER=1` sets it.
+    init_from_run: str = ""
     seed: int = 0
     # Stop after the epoch that would end past this many minutes of training (0 = no limit): a session
     # with a fixed amount of CPU time still finishes, and its best checkpoint is kept.

@@ -76,10 +76,13 @@ def _sep(x, filters: int, stride: int, name: str):
 Block = Callable[..., object]
 
 
-def _encoder(x, widths: tuple[int, ...], blocks: tuple[int, ...], name: str, block: Block = _sep) -> list:
-    """160 input → features at 80, 40, 20, ... (one per width); blocks[i-1] extra blocks at level i."""
+def _encoder(x, widths: tuple[int, ...], blocks: tuple[int, ...], name: str, block: Block = _sep,
+             stem_block: bool = True) -> list:
+    """160 input → features at 80, 40, 20, ... (one per width); blocks[i-1] extra blocks at level i, and
+    one block after the stem at 80×80 unless `stem_block` is false."""
     x = _conv_bn(x, widths[0], 3, 2, f"{name}_stem")
-    x = block(x, widths[0], 1, f"{name}_e0")
+    if stem_block:
+        x = block(x, widths[0], 1, f"{name}_e0")
     feats = [x]
     for i, w in enumerate(widths[1:], start=1):
         x = block(x, w, 2, f"{name}_e{i}")

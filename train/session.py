@@ -8,7 +8,9 @@ The default model lives in git, not in out/ (which does not survive a session):
                          "weights_sha256" and "ledger": one entry per session (date, source commit, start
                          weights, steps, learning rate, validation metrics, promoted or not)
 
-A session warm-starts from models/default (same model config; `--fresh` starts from random weights),
+A session warm-starts from models/default (same model config; `--transfer` after an architecture change
+copies the layers that still match and is judged against the old model's score; `--fresh` starts from
+random weights),
 trains the run out/runs/<config name>-s<N>-<date> (a rerun the same day resumes it after a kill) at
 CONTINUE_LR_SCALE × the config's peak learning rate with a short warm-up, and promotes its best
 checkpoint into models/default only if its validation relief MAE is lower and, for a model with a liveness
@@ -29,7 +31,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from train.config import Config, ConfigError, load_config
+from train.config import Config, ConfigError, config_from_dict, load_config
 from train.provenance import source_commit
 from train.synth.dataset_index import DatasetError, write_json_atomic
 
@@ -47,17 +49,23 @@ def read_ledger(models: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def session_config(cfg: Config, models: Path, fresh: bool) -> tuple[Config, dict | None]:
-    """The config of this session's run (warm start or fresh) and the committed run.json it continues."""
+def session_config(cfg: Config, models: Path, fresh: bool,
+                   transfer: bool = False) -> tuple[Config, dict | None]:
+    """The config of this session's run (warm start, transfer or fresh) and the committed run.json it
+    continues."""
     committed = None if fresh else read_ledger(models)
     n = len(committed["ledger"]) + 1 if committed else 1
-    if committed and committed["config"]["model"] != json.loads(json.dumps(dataclasses.asdict(cfg.model))):
+    changed = bool(committed) and config_from_dict(committed["config"]).model != cfg.model
+    if changed and not transfer:
         raise ConfigError(f"{models}/run.json was trained with another model config than {cfg.train.name}; "
-                          "continue with that config, or start over with --fresh (make train FRESH=1)")
+                          "continue with that config, carry the matching layers over to the new one with "
+                          "--transfer (make train TRANSFER=1), or start over with --fresh (make train FRESH=1)")
     t = cfg.train
     if committed:
+        # a transfer keeps the full warm-up: the new layers start random and must not shake the copied ones
         t = dataclasses.replace(t, init_weights=str(models / WEIGHTS), lr=t.lr * CONTINUE_LR_SCALE,
-                                warmup_steps=min(t.warmup_steps, CONTINUE_WARMUP))
+                                warmup_steps=t.warmup_steps if changed else min(t.warmup_steps, CONTINUE_WARMUP),
+                                init_from_run=str(models / "run.json") if changed else "")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
     return dataclasses.replace(cfg, train=dataclasses.replace(t, name=f"{t.name}-s{n}-{stamp}")), committed
 
@@ -102,6 +110,7 @@ def promote(run_dir: Path, models: Path, committed: dict | None, cfg: Config) ->
     value = best.get(MONITOR)
     entry = {"session": len(ledger) + 1, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "run": info["name"], "source_commit": source_commit(), "fresh": committed is None,
+             "transfer": bool(cfg.train.init_from_run),
              "init_weights_sha256": committed.get("weights_sha256") if committed else None,
              "steps": info["epochs_done"] * (cfg.train.steps_per_epoch or 0), "epochs": info["epochs_done"],
              "lr": cfg.train.lr,
@@ -157,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default="train/configs/default.yaml")
     p.add_argument("--models", type=Path, default=MODELS, help="committed model directory")
     p.add_argument("--fresh", action="store_true", help="start from random weights (make train FRESH=1)")
+    p.add_argument("--transfer", action="store_true",
+                   help="the config's model differs from the committed one: copy the layers that match "
+                        "(same name and shapes) and train the rest (make train TRANSFER=1)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     p.add_argument("--decide", type=Path, metavar="RUN_DIR",
                    help="decide a finished session's run again (its ledger entry is replaced)")
@@ -165,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.decide:
         return decide_again(a.decide, a.models)
     try:
-        cfg, committed = session_config(load_config(a.config, a.set), a.models, a.fresh)
+        cfg, committed = session_config(load_config(a.config, a.set), a.models, a.fresh, a.transfer)
         from train.train import train  # TensorFlow loads once the config is known to be valid
 
         run_dir = train(cfg)

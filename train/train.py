@@ -22,6 +22,7 @@ Distribution (`train.strategy`), one code path — the model is built and compil
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -256,7 +257,10 @@ def train(cfg: Config, extra_callbacks: list | None = None) -> Path:
     steps = cfg.train.steps_per_epoch or max(n_train // global_batch, 1)
     with strategy.scope():
         model = build_model(cfg.model)
-        if cfg.train.init_weights:  # warm start (BackupAndRestore still wins when resuming this run)
+        baseline_model = model
+        if cfg.train.init_from_run:  # architecture change (BackupAndRestore still wins when resuming)
+            baseline_model = transfer_start(model, cfg, steps * cfg.train.epochs)
+        elif cfg.train.init_weights:  # warm start (BackupAndRestore still wins when resuming this run)
             model.load_weights(cfg.train.init_weights)
             log.info("warm start from %s", cfg.train.init_weights)
         compile_model(model, cfg, steps * cfg.train.epochs)
@@ -270,7 +274,7 @@ def train(cfg: Config, extra_callbacks: list | None = None) -> Path:
     if cfg.train.init_weights and val_ds is not None and "baseline_val" not in info:
         # The start weights scored on this run's own validation split: the bar a warm start must clear
         # (a regenerated dataset has another split, so earlier sessions' figures do not compare).
-        scores = model.evaluate(val_ds, return_dict=True, verbose=0)
+        scores = baseline_model.evaluate(val_ds, return_dict=True, verbose=0)
         info["baseline_val"] = {f"val_{k}": float(v) for k, v in scores.items()}
         log.info("start weights on this validation split: %s", info["baseline_val"])
     write_json_atomic(run_dir / "run.json", info)
@@ -282,6 +286,40 @@ def train(cfg: Config, extra_callbacks: list | None = None) -> Path:
               callbacks=callbacks, verbose=cfg.train.verbose, shuffle=False)
     _finish(run_dir, info, monitor, worker == 0)
     return run_dir
+
+
+def transfer_weights(source: keras.Model, target: keras.Model) -> tuple[list[str], list[str]]:
+    """Copy each weighted layer of `target` from `source`'s layer of the same name when all weight shapes
+    agree; (copied, fresh) layer names. Keras' .weights.h5 is keyed by layer order, not by name, so a
+    changed architecture cannot load it directly."""
+    copied, fresh = [], []
+    for layer in target.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        try:
+            src = source.get_layer(layer.name).get_weights()
+        except ValueError:
+            src = None
+        if src is not None and [w.shape for w in src] == [w.shape for w in weights]:
+            layer.set_weights(src)
+            copied.append(layer.name)
+        else:
+            fresh.append(layer.name)
+    return copied, fresh
+
+
+def transfer_start(model: keras.Model, cfg: Config, total_steps: int) -> keras.Model:
+    """Warm start across an architecture change: the source model (init_from_run's config + init_weights),
+    compiled for scoring, after its matching layers were copied into `model`."""
+    source_cfg = config_from_dict(json.loads(Path(cfg.train.init_from_run).read_text())["config"])
+    source = build_model(source_cfg.model)
+    source.load_weights(cfg.train.init_weights)
+    copied, fresh = transfer_weights(source, model)
+    log.info("transfer from %s: %d layers copied, %d fresh (%s)", cfg.train.init_weights, len(copied),
+             len(fresh), ", ".join(fresh))
+    compile_model(source, dataclasses.replace(cfg, model=source_cfg.model), total_steps)
+    return source
 
 
 def _callbacks(run_dir: Path, info: dict, cfg: Config, monitor: str, global_batch: int, chief: bool) -> list:
