@@ -120,3 +120,25 @@ def test_face_box_and_pose_are_within_the_configured_ranges():
     for _ in range(50):
         pose = sample_pose(cfg, Camera(K * np.array([[0.5], [0.5], [1]]), (240, 320)), rng)
         assert abs(pose.yaw) <= 60 and abs(pose.pitch) <= 30 and abs(pose.roll) <= 20
+
+
+@pytest.mark.parametrize("length", [3, 4, 8])
+def test_motion_blur_blurs_without_moving_the_picture(length):
+    """A door clip of a print on a stand is the same picture in every frame: its per-frame motion blur must
+    not shift it (a lopsided kernel moved whole frames by up to 4 px, and the still print 'moved')."""
+    from dataclasses import replace
+
+    from train.synth.sensor import sample_sensor, sense
+
+    img = np.zeros((48, 48, 3), np.float32)
+    img[22:26, 20:28] = 0.8
+    p = replace(sample_sensor(np.random.default_rng(1)), motion_px=length, blur_sigma=0.0, read_noise=0.0,
+                shot_noise=0.0)
+    ys, xs = np.mgrid[:48, :48]
+    sharp = sense(img, replace(p, motion_px=0), np.random.default_rng(0)).astype(np.float64).sum(axis=2)
+    for seed in range(6):
+        out = sense(img, p, np.random.default_rng(seed)).astype(np.float64).sum(axis=2)
+        assert np.abs(out - sharp).sum() > 1000  # blurred
+        out -= out.min()
+        centre = ((out * xs).sum() / out.sum(), (out * ys).sum() / out.sum())
+        assert centre == pytest.approx((23.5, 23.5), abs=0.02)

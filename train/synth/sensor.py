@@ -73,13 +73,15 @@ def sense(linear: np.ndarray, p: SensorParams, rng: np.random.Generator) -> np.n
     if p.blur_sigma > 0:  # blur and exposure commute: blur first, expose in the per-pixel pass
         img = cv2.GaussianBlur(img, (0, 0), p.blur_sigma)
     if p.motion_px:
-        kernel = np.zeros((p.motion_px, p.motion_px), np.float32)
-        cv2.line(
-            kernel,
-            (0, int(rng.integers(0, p.motion_px))),
-            (p.motion_px - 1, int(rng.integers(0, p.motion_px))),
-            1.0,
-        )
+        # A line through the kernel's centre (odd size, point-symmetric): blur without a shift. A lopsided
+        # line moved the whole frame by up to 4 px, by a different amount in every frame of a door clip,
+        # so a print on a stand "moved". The second draw only keeps the random stream of older recipes.
+        k = p.motion_px | 1
+        y0 = int(rng.integers(0, p.motion_px))
+        rng.integers(0, p.motion_px)
+        kernel = np.zeros((k, k), np.float32)
+        cv2.line(kernel, (0, y0), (k - 1, k - 1 - y0), 1.0)
+        kernel += kernel[::-1, ::-1]  # exactly symmetric (the rasterised line is not quite)
         img = cv2.filter2D(img, -1, kernel / kernel.sum())
     # Noise is added at sensor level: darker scenes (low exposure) get relatively more of it.
     gain = 1.0 / max(p.exposure, 0.25)
