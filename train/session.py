@@ -59,13 +59,14 @@ def session_config(cfg: Config, models: Path, fresh: bool,
     if changed and not transfer:
         raise ConfigError(f"{models}/run.json was trained with another model config than {cfg.train.name}; "
                           "continue with that config, carry the matching layers over to the new one with "
-                          "--transfer (make train TRANSFER=1), or start over with --fresh (make train FRESH=1)")
+                          "--transfer (make train TRANSFER=1), or start over with --fresh "
+                          "(make train FRESH=1)")
     t = cfg.train
     if committed:
         # a transfer keeps the full warm-up: the new layers start random and must not shake the copied ones
+        warmup = t.warmup_steps if changed else min(t.warmup_steps, CONTINUE_WARMUP)
         t = dataclasses.replace(t, init_weights=str(models / WEIGHTS), lr=t.lr * CONTINUE_LR_SCALE,
-                                warmup_steps=t.warmup_steps if changed else min(t.warmup_steps, CONTINUE_WARMUP),
-                                init_from_run=str(models / "run.json") if changed else "")
+                                warmup_steps=warmup, init_from_run=str(models / "run.json") if changed else "")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
     return dataclasses.replace(cfg, train=dataclasses.replace(t, name=f"{t.name}-s{n}-{stamp}")), committed
 
