@@ -65,8 +65,9 @@ def session_config(cfg: Config, models: Path, fresh: bool,
     if committed:
         # a transfer keeps the full warm-up: the new layers start random and must not shake the copied ones
         warmup = t.warmup_steps if changed else min(t.warmup_steps, CONTINUE_WARMUP)
+        source = str(models / "run.json") if changed else ""
         t = dataclasses.replace(t, init_weights=str(models / WEIGHTS), lr=t.lr * CONTINUE_LR_SCALE,
-                                warmup_steps=warmup, init_from_run=str(models / "run.json") if changed else "")
+                                warmup_steps=warmup, init_from_run=source)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
     return dataclasses.replace(cfg, train=dataclasses.replace(t, name=f"{t.name}-s{n}-{stamp}")), committed
 
