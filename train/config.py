@@ -71,7 +71,8 @@ class ModelConfig:
     blocks: tuple[int, ...] = (1, 1, 2, 2)  # extra separable blocks at encoder levels 40, 20, 10, 5
     residual: bool = True  # stage II predicts a correction added to stage I's expected relief
     # "v1": two encoder-decoders (s1_widths, s2_widths). "v2" (train/model_v2.py): one shared encoder
-    # (trunk_widths), stage I bins at 80 / 2**head_level, a light 80×80 refinement, and a liveness logit.
+    # (trunk_widths), stage I bins at 80 / 2**head_level, a light refinement at 80 / 2**refine_level, and a
+    # liveness logit.
     arch: str = "v1"
     trunk_widths: tuple[int, ...] = (16, 32, 64, 128, 192)  # v2 encoder widths at 80, 40, 20, 10, 5
     head_level: int = 2  # v2: stage I predicts bins at 80 / 2**head_level (20×20) and upsamples once
