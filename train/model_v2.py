@@ -14,12 +14,13 @@
 
 Why this shape (the study in docs/compression_study.md): on this CPU depthwise convolutions, resizes and
 concatenations at 80×80 dominate time, not MACs; v1 paid for two encoder-decoders and nine resize + concat
-pairs at high resolution. v2 has two resizes to 80×80 and one concat there. refine_level 1 (the default since
-session 4) moves the refinement to 40×40 and drops the grey branch (a 1-channel 1×1 conv over 160×160 that
-alone took about 1 ms); stem_block false drops the separable block at 80×80 after the stem (0.3 ms). int8
-time 3.6 → 1.9 ms on this CPU against MediaPipe's face mesh at 2.2 ms in the same run (out/ana timing of
-random-weight variants; `make bench-peer` measures the trained model). Bilinear upsampling commutes
-with the 1×1 bin-centre conv, so computing stage I's relief at 20×20 gives the same map as at 80×80.
+pairs at high resolution. v2 has two resizes to 80×80 and one concat there. refine_level 1 (tried in
+session 4, not promoted: its liveness loss was higher) moves the refinement to 40×40 and drops the grey
+branch (a 1-channel 1×1 conv over 160×160 that alone took about 1 ms); stem_block false drops the separable
+block at 80×80 after the stem (0.3 ms). int8 time 3.6 → 1.9 ms on this CPU against MediaPipe's face mesh at
+2.2 ms in the same run (random-weight variants; `make bench-peer` measures a trained model). Bilinear
+upsampling commutes with the 1×1 bin-centre conv, so computing stage I's relief at 20×20 gives the same map
+as at 80×80.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def build_v2(cfg: ModelConfig) -> keras.Model:
     centres = np.append(bin_centres(cfg), 0.0)[:, None]  # background contributes 0 mm
     relief1_low = _fixed_conv(probs, centres, "stage1_relief_low")
     # Stage II: what stage I knows + image detail at the refinement's grid, one concat.
-    r = cfg.refine_level  # 0: refine at 80×80; 1: at 40×40, then one ×2 upsampling (measured 1.9× → 1.0×)
+    r = cfg.refine_level  # 0: refine at 80×80; 1: at 40×40, then one ×2 upsampling
     to_ref = 2 ** (cfg.head_level - r)
     detail = [feats[r]]
     if r == 0:  # the grey crop's 3×3/2 conv; at 40×40 the encoder's features carry the detail: the grey

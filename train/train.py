@@ -310,11 +310,9 @@ def transfer_weights(source: keras.Model, target: keras.Model) -> tuple[list[str
 
 
 def transfer_start(model: keras.Model, cfg: Config, total_steps: int) -> keras.Model:
-    """Warm start across an architecture change: the source model (init_from_run's config + init_weights),
-    compiled for scoring, after its matching layers were copied into `model`."""
-    source_cfg = config_from_dict(json.loads(Path(cfg.train.init_from_run).read_text())["config"])
-    source = build_model(source_cfg.model)
-    source.load_weights(cfg.train.init_weights)
+    """Warm start across an architecture change: the source model (the committed run init_from_run names,
+    rebuilt by load_run), compiled for scoring, after its matching layers were copied into `model`."""
+    source_cfg, source, _ = load_run(Path(cfg.train.init_from_run).parent)
     copied, fresh = transfer_weights(source, model)
     log.info("transfer from %s: %d layers copied, %d fresh (%s)", cfg.train.init_weights, len(copied),
              len(fresh), ", ".join(fresh))
