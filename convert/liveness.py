@@ -11,6 +11,10 @@ Refused (ValueError, a clear line) with fewer than MIN_ATTACKS scored attacks or
 bona fide samples in validation: a logistic fit on fewer says little, and the bound the device uses
 (APCER ≤ 1 %) would rest on nothing.
 
+The medium-edge cue (firmware_app/medium.py: straight edges of a print or screen around the face, in the
+whole frame) is fitted on the same validation frames into a table of LLRs by side count (`fit_medium`),
+never positive; its samples' boxes are the landmark extent with a detector-sized error (`medium_box`).
+
 Reported (ISO/IEC 30107-3 style, per frame): the frame-LLR threshold at `bpcer_target` (1 %) of the
 scored bona fide validation samples, and BPCER / APCER at it on validation and test, per attack type
 on test with Wilson 95 % intervals. An unscored bona fide sample counts as rejected, an unscored attack as not
@@ -30,6 +34,7 @@ from scipy.optimize import minimize
 from firmware_app.depth import DepthResult
 from firmware_app.evidence import SHAPE_FEATURES, EvidenceModel, Features, frame_features
 from firmware_app.liveness import HIGH_PCT, LOW_PCT, SCORE_NAME, relief_score
+from firmware_app.medium import SIDES, MediumModel, find_edges
 
 MASK_PROB = 0.5  # the device's default liveness.face_prob
 MIN_FACE_CELLS = 200  # the device's default liveness.min_face_cells
@@ -38,6 +43,9 @@ BONA_FIDE = "bona_fide"
 MIN_ATTACKS = 50
 MIN_BONA_FIDE = 50
 RIDGE = 1e-3
+MEDIUM_FLOOR = -3.0  # one frame's border costs at most this much evidence (the spoof bound is −4.6)
+MEDIUM_JITTER = (0.08, 0.10)  # the box's centre (× side) and size error: the device's detector box is not
+                              # the landmark extent (training's crop jitter, train/configs/default.yaml)
 
 
 def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -63,6 +71,51 @@ def features_of(results: Sequence[DepthResult]) -> list[Features | None]:
             for r in results]
 
 
+def medium_box(face_box: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The device's face box for a sample: a square on the 68-landmark extent (pipeline.landmark_box
+    estimates that square from the detector), moved and resized by a detector-sized error."""
+    x0, y0, x1, y1 = (float(v) for v in face_box)
+    side = max(x1 - x0, y1 - y0) * (1 + rng.uniform(-1, 1) * MEDIUM_JITTER[1])
+    cx, cy = (x0 + x1) / 2 + rng.uniform(-1, 1) * MEDIUM_JITTER[0] * side, \
+        (y0 + y1) / 2 + rng.uniform(-1, 1) * MEDIUM_JITTER[0] * side
+    return np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2])
+
+
+def medium_counts(index, split: str, seed: int = 0, max_samples: int = 0) -> tuple[list[int], list[str]]:
+    """The device's medium-edge side count (firmware_app.medium.find_edges) of each sample of a split."""
+    counts, labels = [], []
+    rng = np.random.default_rng([seed, 7])
+    for reader in index.readers(split):
+        for i in range(len(reader)):
+            if max_samples and len(counts) >= max_samples:
+                return counts, labels
+            box = medium_box(reader.face_box[i], rng)
+            counts.append(find_edges(reader.rgb(i), box).count)
+            labels.append(str(reader.labels[i]))
+    return counts, labels
+
+
+def fit_medium(counts: Sequence[int], labels: Sequence[str], split: str = "val") -> MediumModel:
+    """LLR per side count: ln p(count | bona fide) / p(count | attack) with add-one smoothing, then kept
+    ≤ 0 (the cue only lowers), non-rising with the count, and ≥ MEDIUM_FLOOR."""
+    counts, bona = np.asarray(counts, int), np.array([lab == BONA_FIDE for lab in labels])
+    n_bona, n_attack = int(bona.sum()), int((~bona).sum())
+    if n_attack < MIN_ATTACKS or n_bona < MIN_BONA_FIDE:
+        raise ValueError(f"too few validation samples to calibrate the medium-edge cue: {n_attack} attacks "
+                         f"and {n_bona} bona fide (need ≥ {MIN_ATTACKS} and ≥ {MIN_BONA_FIDE}); generate a "
+                         "larger dataset")
+    k = len(SIDES) + 1
+    hist_b = np.bincount(counts[bona], minlength=k)
+    hist_a = np.bincount(counts[~bona], minlength=k)
+    llr = np.log((hist_b + 1) / (n_bona + k)) - np.log((hist_a + 1) / (n_attack + k))
+    llr = np.maximum(np.minimum.accumulate(np.minimum(llr, 0.0)), MEDIUM_FLOOR)
+    return MediumModel(tuple(float(x) + 0.0 for x in llr),
+                       {"split": split, "bona_fide": n_bona, "attack": n_attack,
+                        "bona_fide_by_count": hist_b.tolist(), "attack_by_count": hist_a.tolist(),
+                        "method": "add-one smoothed histogram ratio, clipped to [floor, 0], non-rising",
+                        "floor": MEDIUM_FLOOR, "box_jitter": list(MEDIUM_JITTER)})
+
+
 @dataclass(frozen=True)
 class SplitRates:
     bpcer: float
@@ -80,6 +133,7 @@ class LivenessCalibration:
     val: SplitRates
     test: SplitRates
     notes: tuple[str, ...] = field(default=())
+    medium: MediumModel | None = None  # the medium-edge table (firmware_app/medium.py), when fitted
 
     # the names the convert CLI and older callers read
     val_bpcer = property(lambda self: self.val.bpcer)
@@ -98,7 +152,7 @@ class LivenessCalibration:
 
         return {"score": SCORE_NAME, "face_prob": MASK_PROB, "min_face_cells": MIN_FACE_CELLS,
                 "percentiles": [LOW_PCT, HIGH_PCT],
-                "decision": "per track: sequential test over clipped frame LLRs + motion "
+                "decision": "per track: sequential test over clipped frame LLRs + motion + medium edges "
                             "(firmware_app/liveness.py)",
                 "evidence": self.model.to_manifest(),
                 "threshold_mm": round(self.threshold_mm, 4),
@@ -110,7 +164,8 @@ class LivenessCalibration:
                                            "wilson95": [num(v) for v in wilson(k, n)]}
                                        for t, (k, n) in self.test.apcer_by_type.items()},
                 "n_val": counts(self.val.counts), "n_test": counts(self.test.counts),
-                "notes": list(self.notes)}
+                "notes": list(self.notes),
+                **({"medium": self.medium.to_manifest()} if self.medium else {})}
 
 
 def _matrix(feats: Sequence[Features | None], names: Sequence[str]) -> np.ndarray:
@@ -190,11 +245,23 @@ def _quantile(scores: np.ndarray, labels: Sequence[str], q: float, what: str) ->
 
 
 def calibrate(val: Sequence[DepthResult], val_labels: Sequence[str], test: Sequence[DepthResult],
-              test_labels: Sequence[str], bpcer_target: float = BPCER_TARGET) -> LivenessCalibration:
-    """Fit the evidence model on `val` (the int8 model's outputs per sample) and report val and test."""
+              test_labels: Sequence[str], bpcer_target: float = BPCER_TARGET,
+              val_medium: Sequence[int] | None = None,
+              test_medium: Sequence[int] | None = None) -> LivenessCalibration:
+    """Fit the evidence model on `val` (the int8 model's outputs per sample) and report val and test.
+    With each sample's medium-edge side count (medium_counts, same order), the medium table is fitted
+    on val too, and the frame figures are for the frame LLR plus the medium LLR."""
     val_f, test_f = features_of(val), features_of(test)
     model = fit_evidence(val_f, val_labels)
     val_llr, test_llr = _llrs(model, val_f), _llrs(model, test_f)
+    medium = None
+    if val_medium is not None and test_medium is not None:
+        if (len(val_medium), len(test_medium)) != (len(val), len(test)):
+            raise ValueError(f"medium-edge counts for {len(val_medium)} val / {len(test_medium)} test "
+                             f"samples, depth results for {len(val)} / {len(test)}: must be the same samples")
+        medium = fit_medium(val_medium, val_labels)
+        val_llr = val_llr + np.array([medium.llr_by_count[k] for k in val_medium])
+        test_llr = test_llr + np.array([medium.llr_by_count[k] for k in test_medium])
     threshold = _quantile(val_llr, val_labels, bpcer_target, "frame LLR threshold")
     v1 = np.array([f.plane_range_mm if f is not None else np.nan for f in val_f])
     threshold_mm = _quantile(v1, val_labels, bpcer_target, "relief threshold")
@@ -205,4 +272,4 @@ def calibrate(val: Sequence[DepthResult], val_labels: Sequence[str], test: Seque
                      f"(≥ {int(30 / bpcer_target)} needed); the per-track bound carries the door's guarantee")
     return LivenessCalibration(model, threshold, threshold_mm, bpcer_target,
                                _rates(val_llr, val_labels, threshold),
-                               _rates(test_llr, test_labels, threshold), tuple(notes))
+                               _rates(test_llr, test_labels, threshold), tuple(notes), medium)

@@ -21,6 +21,10 @@ and decided per frame as the bundle's manifest says:
   v1         otherwise: the plane-removed relief range (firmware_app.liveness.relief_score over face
              probability > face_prob) ≥ liveness.threshold_mm.
 
+With the manifest's medium-edge table (`liveness.medium`, firmware_app/medium.py), the detector crop is
+also scored as "detector+medium": the frame LLR plus the medium LLR of the edges around the detector's
+box, as the device's track adds it (the manifest's frame_llr_threshold was set on that same sum).
+
 A frame with fewer than min_face_cells predicted face cells is unscored and counts as not accepted, as
 in convert/liveness.py. APCER = accepted / attacks, with a Wilson 95 % interval. These are frame figures:
 the door decides per track (firmware_app/liveness.py).
@@ -40,6 +44,7 @@ import numpy as np
 from convert.verify import TFLitePredict
 from firmware_app.bundle import BundleError, load_bundle
 from firmware_app.evidence import EvidenceError, EvidenceModel, frame_features
+from firmware_app.medium import MediumModel, find_edges
 from firmware_app.pipeline import landmark_box
 from firmware_app.preprocess import crop_input, crop_transform, fill_of
 from train.config import DataConfig, ModelConfig
@@ -70,6 +75,7 @@ class Rule:
     face_prob: float
     min_face_cells: int
     model: EvidenceModel | None  # None: v1
+    medium: MediumModel | None = None  # the medium-edge table, when the manifest has one
 
     @classmethod
     def of_manifest(cls, liveness: dict, threshold_mm: float) -> Rule:
@@ -77,7 +83,8 @@ class Rule:
         cells = int(liveness.get("min_face_cells", 200))
         if isinstance(liveness.get("evidence"), dict) and "frame_llr_threshold" in liveness:
             model = EvidenceModel.from_manifest(liveness, threshold_mm)
-            return cls("evidence", float(liveness["frame_llr_threshold"]), face_prob, cells, model)
+            return cls("evidence", float(liveness["frame_llr_threshold"]), face_prob, cells, model,
+                       MediumModel.from_manifest(liveness))
         return cls("v1", threshold_mm, face_prob, cells, None)
 
     def describe(self) -> str:
@@ -102,6 +109,7 @@ class Frame:
     face_px: float  # height of the shown face's landmark extent in the frame
     scores: dict  # crop mode → score (NaN: unscored or, for "detector", no face found)
     detected: bool
+    medium_sides: str = ""  # medium-edge sides around the detector's box
 
 
 def size_bin(px: float) -> str:
@@ -128,17 +136,22 @@ def score_frames(index: DatasetIndex, bundle, rule: Rule, detector, max_samples:
         rgb = reader.rgb(i)
         crops = {"landmarks": crop}
         faces = detector.detect(rgb)
+        edges = None
         if faces:
             face = max(faces, key=lambda f: (f.x1 - f.x0) * (f.y1 - f.y0))
             eyes = np.array([face.keypoint("right_eye"), face.keypoint("left_eye")], np.float32)
             eyes = eyes if bundle.crop.use_eyes else None
-            t = crop_transform(landmark_box(face), eyes, bundle.crop.crop_scale)
+            box = landmark_box(face)
+            t = crop_transform(box, eyes, bundle.crop.crop_scale)
             crops["detector"] = crop_input(rgb, t, fill_of(bundle.crop.border))
+            edges = find_edges(rgb, box) if rule.medium else None
         relief, prob, _, live = predict(np.stack(list(crops.values())))
         scores = {name: rule.score(relief[j], prob[j], None if live is None else float(live[j]))
                   for j, name in enumerate(crops)}
         scores.setdefault("detector", float("nan"))
-        frames.append(Frame(source, label, face_px, scores, bool(faces)))
+        if rule.medium:
+            scores["detector+medium"] = scores["detector"] + (rule.medium.llr(edges) if edges else 0.0)
+        frames.append(Frame(source, label, face_px, scores, bool(faces), edges.sides if edges else ""))
         if progress:
             progress(len(frames))
     return frames
@@ -156,7 +169,7 @@ def rates(frames: Iterable[Frame], rule: Rule, crop: str) -> dict:
 
 def report(frames: list[Frame], rule: Rule) -> dict:
     out = {}
-    for crop in ("landmarks", "detector"):
+    for crop in [c for c in ("landmarks", "detector", "detector+medium") if c in frames[0].scores]:
         groups = {"all": frames, "all, face found by BlazeFace": [f for f in frames if f.detected]}
         for key, attr in (("source", "source"), ("type", "label")):
             for v in sorted({getattr(f, attr) for f in frames}):
@@ -169,12 +182,13 @@ def report(frames: list[Frame], rule: Rule) -> dict:
 
 
 def table(rep: dict) -> str:
-    lines = ["| group | n | APCER (landmark crop) | 95 % CI | APCER (detector crop) | 95 % CI |",
-             "|---|---|---|---|---|---|"]
+    crops = [c for c in ("landmarks", "detector", "detector+medium") if c in rep]
+    lines = ["| group | n | " + " | ".join(f"APCER ({c} crop) | 95 % CI" for c in crops) + " |",
+             "|---|---|" + "---|---|" * len(crops)]
     for g, r in rep["landmarks"].items():
-        d = rep["detector"][g]
-        lines.append(f"| {g} | {r['n']} | {r['apcer']:.1%} | {r['ci95'][0]:.1%}–{r['ci95'][1]:.1%} | "
-                     f"{d['apcer']:.1%} | {d['ci95'][0]:.1%}–{d['ci95'][1]:.1%} |")
+        cells = [f"{rep[c][g]['apcer']:.1%} | {rep[c][g]['ci95'][0]:.1%}–{rep[c][g]['ci95'][1]:.1%}"
+                 for c in crops]
+        lines.append(f"| {g} | {r['n']} | " + " | ".join(cells) + " |")
     det = rep["detected"]
     lines.append(f"BlazeFace found a face in {det['faces_found']} of {det['n']} frames "
                  "(detector crop: not found = not accepted)")
@@ -184,7 +198,7 @@ def table(rep: dict) -> str:
 def _frame_row(f: Frame) -> dict:
     scores = {f"score_{k}": (round(v, 4) if np.isfinite(v) else None) for k, v in f.scores.items()}
     return {"source": f.source, "type": f.label, "face_px": round(f.face_px, 1), "detected": f.detected,
-            **scores}
+            "medium_sides": f.medium_sides, **scores}
 
 
 def run(bundle_dir: Path, dataset: Path, out: Path | None, max_samples: int = 0, detector_model=None) -> dict:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.liveness import LivenessCalibration, calibrate, liveness_score
+from convert.liveness import LivenessCalibration, calibrate, liveness_score, medium_counts
 from convert.quantize import ConvertError, dataset_of, load_checked_run, named_outputs
 from firmware_app.depth import DepthResult
 from firmware_app.tflite import make_interpreter
@@ -170,8 +170,11 @@ def verify(run_dir, tflite_path, *, split: str = "test", dataset=None, max_sampl
     rec_val = Recorder(int8_fn)
     int8_val = evaluate(rec_val, index, "val", **kw)
     try:
+        val_medium, _ = medium_counts(index, "val", max_samples=max_samples)
+        test_medium, _ = medium_counts(index, split, max_samples=max_samples)
         live = calibrate(rec_val.results, [s.label for s in int8_val.scores],
-                         rec_test.results, [s.label for s in int8_r.scores])
+                         rec_test.results, [s.label for s in int8_r.scores],
+                         val_medium=val_medium, test_medium=test_medium)
     except ValueError as e:
         raise GateError(f"{tflite_path}: the liveness threshold cannot be calibrated: {e}") from e
     step = float(int8_fn.out["relief"]["quantization"][0])

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from firmware_app.integrity import sha256_file
+from firmware_app.medium import MediumError, MediumModel
 from firmware_app.preprocess import BORDERS
 from firmware_app.signing import SignatureError, verify_bytes
 
@@ -235,6 +236,10 @@ def _liveness(manifest: dict, where: Path) -> tuple[dict, float]:
     if not 0 <= threshold < 1000:
         raise _fail(where, f"'liveness.threshold_mm' is {threshold!r}: must be from 0 to 1000 mm (a relief "
                     "range)")
+    try:
+        MediumModel.from_manifest(live)
+    except MediumError as e:
+        raise _fail(where, str(e)) from None
     return live, float(threshold)
 
 

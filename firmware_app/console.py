@@ -77,7 +77,9 @@ def track_view(daemon, result) -> TrackView | None:
         track = getattr(getattr(stage, "decider", None), "_tracks", {}).get(tid)
         cues = {k: round(float(v), 2) for k, v in (getattr(track, "parts", None) or {}).items()}
         if track is not None and hasattr(track, "motion_pos"):
-            cues["motion"] = round(float(track.llr - track.frame_sum), 2)
+            medium = float(getattr(track, "medium_sum", 0.0))
+            cues["motion"] = round(float(track.llr - track.frame_sum - medium), 2)
+            cues["medium"] = round(medium, 2)
         return TrackView(tid, state, _finite(lv.llr), "LLR", lines, cues)
     # the K-of-N vote: the track's verdict so far, the frame's relief score against the threshold
     vote = getattr(getattr(stage, "voter", None), "_tracks", {}).get(tid)

@@ -5,7 +5,9 @@ log-likelihood ratio (+ = bona fide). Also kept for people and panels: the plane
 (`relief_score`, the v1 score) and whether this frame alone leans live (LLR > 0).
 
 Track (`TrackEvidence`): a sequential probability ratio test (Wald). Each frame adds its LLR clipped to
-±frame_llr_max; the motion cue (firmware_app/motion.py) adds its own, itself capped. The track is
+±frame_llr_max; the motion cue (firmware_app/motion.py) adds its own, itself capped, and the medium-edge
+cue (firmware_app/medium.py) its own, never positive, outside the clip: a print's border costs the same
+whatever the depth network made of the face inside it. The track is
 
   live       when the sum reaches ln(1 / apcer_target) (Wald's bound for that attack acceptance), after
              at least min_frames scored frames, and the frames' mean clipped LLR is at least
@@ -122,7 +124,7 @@ class Decision:
     unscored: int  # frames of the track with too little face
     motion_pairs: int  # frame pairs the motion cue judged
     elapsed_s: float  # from the track's first frame
-    contributions: dict  # cue → summed (clipped) LLR: each frame feature, "bias", "motion"
+    contributions: dict  # cue → summed (clipped) LLR: each frame feature, "bias", "motion", "medium"
     score_mm: float  # this frame's plane-removed relief range (NaN if unscored)
     mean_frame_llr: float
 
@@ -132,7 +134,7 @@ class TrackEvidence:
 
     def __init__(self, track_id: int, params: DecisionParams, t0: float):
         self.track_id, self.p, self.t0 = track_id, params, t0
-        self.frame_sum = self.motion_pos = self.motion_neg = 0.0
+        self.frame_sum = self.motion_pos = self.motion_neg = self.medium_sum = 0.0
         self.frames = self.unscored = self.motion_pairs = 0
         self.moved = params.min_moved_px <= 0  # no motion gate: counts as moved
         self.planar_seen = False
@@ -141,11 +143,13 @@ class TrackEvidence:
 
     @property
     def llr(self) -> float:
-        return self.frame_sum + min(self.motion_pos, MOTION_TOTAL_MAX) + self.motion_neg
+        return self.frame_sum + min(self.motion_pos, MOTION_TOTAL_MAX) + self.motion_neg + self.medium_sum
 
-    def add(self, t: float, score: Score | None, motion: MotionEstimate | None = None) -> Decision | None:
+    def add(self, t: float, score: Score | None, motion: MotionEstimate | None = None,
+            medium_llr: float = 0.0) -> Decision | None:
         if self.verdict is not None:
             return None  # decided: no frame flips a track
+        self.medium_sum += min(medium_llr, 0.0)  # a border lowers; its absence proves nothing
         if score is None:
             self.unscored += 1
         else:
@@ -194,6 +198,7 @@ class TrackEvidence:
         self.verdict = verdict
         parts = {k: round(v, 3) for k, v in self.parts.items()}
         parts["motion"] = round(min(self.motion_pos, MOTION_TOTAL_MAX) + self.motion_neg, 3)
+        parts["medium"] = round(self.medium_sum, 3)
         return Decision(self.track_id, verdict, reason, llr, p.live_bound, p.spoof_bound, self.frames,
                         self.unscored, self.motion_pairs, elapsed, parts,
                         score.score_mm if score else float("nan"), mean)
@@ -213,8 +218,8 @@ class LivenessDecider:
         return ev
 
     def add(self, track_id: int, t: float, score: Score | None,
-            motion: MotionEstimate | None = None) -> Decision | None:
-        return self.track(track_id, t).add(t, score, motion)
+            motion: MotionEstimate | None = None, medium_llr: float = 0.0) -> Decision | None:
+        return self.track(track_id, t).add(t, score, motion, medium_llr)
 
     def verdict(self, track_id: int) -> str | None:
         ev = self._tracks.get(track_id)

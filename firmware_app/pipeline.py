@@ -1,7 +1,7 @@
 """The per-frame pipeline, one class per stage with a typed result (the loop around it: daemon.py).
 
     frame ─► FaceStage ─► CropStage ─► DepthEstimator ─► LivenessStage ─► decision event ─► outbox ─► hooks
-             (BlazeFace,   (preprocess   (int8 TFLite)     (frame LLR + motion LLR,
+             (BlazeFace,   (preprocess   (int8 TFLite)     (frame LLR + motion LLR + medium edges,
               track)        crop)                           sequential test per track)
 
 Detector box → crop box. `preprocess.crop_transform` expects the extent of the 68 iBUG landmarks,
@@ -32,6 +32,7 @@ from firmware_app.evidence import EvidenceError, EvidenceModel
 from firmware_app.face import Face, FaceDetector, iou
 from firmware_app.face_search import make_finder
 from firmware_app.liveness import Decision, DecisionParams, FrameScorer, LivenessDecider, Score
+from firmware_app.medium import MediumEdges, MediumModel, find_edges
 from firmware_app.motion import MotionCue, MotionEstimate, MotionParams
 from firmware_app.preprocess import (
     CROP_SCALE,
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 
 BOX_OFFSET = (0.011, 0.049)  # landmark-extent centre − detector centre, × detector width, eye-aligned
 BOX_SIDE = 0.998  # landmark-extent side / detector width
-STAGES = ("capture", "detect", "crop", "depth", "motion", "liveness", "outbox")
+STAGES = ("capture", "detect", "crop", "depth", "motion", "medium", "liveness", "outbox")
 
 
 def landmark_box(face: Face) -> np.ndarray:
@@ -129,6 +130,7 @@ class LivenessResult:
     motion: MotionEstimate | None = None  # None: motion cue off
     llr: float = 0.0  # the track's accumulated evidence after this frame
     verdict: str | None = None  # the track's verdict so far (None: not decided yet)
+    medium: MediumResult | None = None  # None: medium-edge cue off, or the track was already decided
 
 
 class MotionStage:
@@ -144,6 +146,23 @@ class MotionStage:
         return self._cues[track_id].update(rgb, face.face.box)
 
 
+@dataclass(frozen=True)
+class MediumResult:
+    edges: MediumEdges
+    llr: float  # ≤ 0
+
+
+class MediumStage:
+    """The medium-edge cue of one frame: straight edges of a print or screen around the face."""
+
+    def __init__(self, model: MediumModel):
+        self.model = model
+
+    def process(self, rgb: np.ndarray, face: FaceResult) -> MediumResult:
+        edges = find_edges(rgb, face.box)
+        return MediumResult(edges, self.model.llr(edges))
+
+
 class LivenessStage:
     def __init__(self, scorer: FrameScorer, decider: LivenessDecider):
         self.scorer, self.decider = scorer, decider
@@ -153,12 +172,12 @@ class LivenessStage:
         return self.decider.verdict(track_id) is not None
 
     def process(self, track_id: int, depth: DepthResult, t: float,
-                motion: MotionEstimate | None = None) -> LivenessResult:
+                motion: MotionEstimate | None = None, medium: MediumResult | None = None) -> LivenessResult:
         self.decider.keep_only([track_id])
         score = self.scorer.score(depth)
-        decision = self.decider.add(track_id, t, score, motion)
+        decision = self.decider.add(track_id, t, score, motion, medium.llr if medium else 0.0)
         track = self.decider.track(track_id, t)
-        return LivenessResult(score, decision, motion, track.llr, track.verdict)
+        return LivenessResult(score, decision, motion, track.llr, track.verdict, medium)
 
 
 @dataclass(frozen=True, eq=False)
@@ -185,9 +204,10 @@ class Pipeline:
         liveness: LivenessStage,
         profiler: Profiler,
         motion: MotionStage | None = None,
+        medium: MediumStage | None = None,
     ):
         self.face, self.crop, self.depth, self.liveness, self.profiler = face, crop, depth, liveness, profiler
-        self.motion = motion
+        self.motion, self.medium = motion, medium
 
     @classmethod
     def from_bundle(cls, bundle, cfg: Config, profiler: Profiler) -> Pipeline:
@@ -196,6 +216,7 @@ class Pipeline:
         lv = cfg.liveness
         threshold = lv.threshold_mm or bundle.liveness_threshold_mm
         model = EvidenceModel.from_manifest(getattr(bundle, "liveness", {}) or {}, threshold)
+        medium = MediumModel.from_manifest(getattr(bundle, "liveness", {}) or {}) if lv.medium else None
         depth = DepthEstimator(bundle.depth_model, cfg.depth.num_threads)
         if model.uses_logit and not depth.has_live:
             raise EvidenceError(f"{bundle.depth_model}: the bundle's liveness evidence uses the network's "
@@ -215,6 +236,7 @@ class Pipeline:
             LivenessStage(scorer, LivenessDecider(params)),
             profiler,
             MotionStage(MotionParams()) if lv.motion else None,
+            MediumStage(medium) if medium else None,
         )
 
     def process(self, frame: Frame) -> FrameResult:
@@ -226,12 +248,16 @@ class Pipeline:
             crop = self.crop.process(frame.rgb, face)
         with self.profiler.stage("depth"):
             depth = self.depth.predict(crop.input)
-        motion = None
-        if self.motion is not None and not self.liveness.decided(face.track_id):
+        motion = medium = None
+        open_track = not self.liveness.decided(face.track_id)  # a decided track's cues can rest
+        if self.motion is not None and open_track:
             with self.profiler.stage("motion"):
                 motion = self.motion.process(face.track_id, frame.rgb, face)
+        if self.medium is not None and open_track:
+            with self.profiler.stage("medium"):
+                medium = self.medium.process(frame.rgb, face)
         with self.profiler.stage("liveness"):
-            liveness = self.liveness.process(face.track_id, depth, frame.timestamp, motion)
+            liveness = self.liveness.process(face.track_id, depth, frame.timestamp, motion, medium)
         return FrameResult(frame, face, crop, depth, liveness)
 
 
