@@ -10,18 +10,19 @@ cue (firmware_app/medium.py) its own, never positive, outside the clip: a print'
 whatever the depth network made of the face inside it. The track is
 
   live       when the sum reaches ln(1 / apcer_target) (Wald's bound for that attack acceptance), after
-             at least min_frames scored frames, and the frames' mean clipped LLR is at least
-             min_mean_llr: consecutive frames of one scene are not independent, so an attack that only
-             leans a little live on every frame must not get in by patience alone; and, while the motion
-             cue runs, only once the face has moved (a motion estimate's corner shift ≥ min_moved_px,
-             0.7 by default): a print or screen on a stand shows a still picture (corner shifts of
-             0.01–0.08 px on rendered content, up to 0.6 px of tracking noise on real photographs),
-             while every bona fide door clip, standing still or not, moved 0.7 px within 1.3 s.
-             A still picture's frames can look live to the depth network; it then waits into undecided.
-             Nor once the motion cue has judged any frame pair planar beyond planar_veto_llr (a hand-held
-             print or screen: 70 of 120 hand-held door-clip attacks had such a pair, and 18 of 998 judged
-             bona fide pairs, nearly all after their clip was decided), and not before min_track_s has
-             passed since the track's first frame, so that the motion cue has seen a few frame pairs;
+             at least min_frames scored frames, and the frames' mean clipped LLR (medium included) is
+             at least min_mean_llr: consecutive frames of one scene are not independent, so an attack
+             that only leans a little live on every frame must not get in by patience alone; and, while
+             the motion cue runs, only once the face has moved (a motion estimate's corner shift ≥
+             min_moved_px, 0.7 by default): a print or screen on a stand shows a still picture (corner
+             shifts of 0.01–0.08 px on rendered content, up to 0.6 px of tracking noise on real
+             photographs), while every bona fide door clip, standing still or not, moved 0.7 px within
+             1.3 s. A still picture's frames can look live to the depth network; it then waits into
+             undecided. Nor once the motion cue has judged any frame pair planar beyond planar_veto_llr
+             (a hand-held print or screen: 70 of 120 hand-held door-clip attacks had such a pair, and 18
+             of 998 judged bona fide pairs, nearly all after their clip was decided), and not before
+             min_track_s has passed since the track's first frame, so that the motion cue has seen a few
+             frame pairs;
   spoof      when the sum falls to ln(bpcer_target);
   undecided  when neither happened within timeout_s of the track's first frame (the door stays shut;
              the event says why).
@@ -173,7 +174,8 @@ class TrackEvidence:
 
     def _decide(self, t: float, score: Score | None) -> Decision | None:
         p, llr, elapsed = self.p, self.llr, t - self.t0
-        mean = self.frame_sum / self.frames if self.frames else 0.0
+        # the frames' own evidence, the medium's included: a border on every frame cancels a face-like picture
+        mean = (self.frame_sum + self.medium_sum) / self.frames if self.frames else 0.0
         may_live = self.moved and not self.planar_seen and elapsed >= p.min_track_s - 1e-9
         if llr >= p.live_bound and self.frames >= p.min_frames and mean >= p.min_mean_llr and may_live:
             verdict, reason = LIVE, f"evidence {llr:.2f} reached the live bound {p.live_bound:.2f}"

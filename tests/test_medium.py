@@ -149,8 +149,8 @@ def test_the_pipeline_adds_the_bundle_medium_table_to_the_track_and_times_it(tmp
     cv2.rectangle(framed, (int(x0 - 0.9 * w), int(y0 - 1.1 * w)), (int(x1 + 0.9 * w), int(y1 + 1.3 * w)),
                   (10, 10, 10), 8)
 
-    def track(img, cfg=Config()):
-        pipe = Pipeline.from_bundle(bundle, cfg, Profiler())
+    def track(img, cfg=None):
+        pipe = Pipeline.from_bundle(bundle, cfg or Config(), Profiler())
         results = [pipe.process(Frame(img, 0.1 * k, k)) for k in range(3)]
         return pipe, results[-1].liveness
 
@@ -163,3 +163,14 @@ def test_the_pipeline_adds_the_bundle_medium_table_to_the_track_and_times_it(tmp
     off = parse_config(json.dumps({"camera": {"source": "x"}, "liveness": {"medium": False}}))
     _, unused = track(framed, off)
     assert unused.medium is None and unused.llr == pytest.approx(bare.llr, abs=1e-6)
+
+
+def test_a_three_sided_border_on_every_frame_keeps_a_live_looking_picture_out():
+    """+1.5 a frame (clipped) against −1.33 a frame: the sum creeps past the live bound by patience, but
+    the frames' mean evidence, the medium's included, stays under min_mean_llr: undecided, never live."""
+    live_score = Score(40.0, 50.0, 1500, True, 5.0, {"live_logit": 5.0})
+    ev = TrackEvidence(1, DecisionParams(timeout_s=6.0), 0.0)
+    out = [ev.add(0.1 * k, live_score, None, -1.33) for k in range(61)]
+    decided = [d for d in out if d is not None]
+    assert len(decided) == 1 and decided[0].decision == "undecided", decided
+    assert decided[0].llr > DecisionParams().live_bound and "mean frame LLR" in decided[0].reason
