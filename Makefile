@@ -1,7 +1,7 @@
 # facedepth — `make` lists the targets.
 PY      ?= .venv/bin/python
 OUT     ?= out
-N       ?= 8000
+N       ?= 24000
 ATTACK_SHARE ?= 0.3
 SEED    ?= 0
 WORKERS ?= 2
@@ -54,7 +54,7 @@ qs-daemon: setup  ## quick start: the daemon on that clip with QS_BUNDLE; prints
 	@echo "frame rate (python -m firmware_app profile on the same clip and config, hooks off):"
 	@$(QS_ENV) $(PY) -m firmware_app profile --config $(QS_CONFIG) --frames 1000 --out $(QS)/state/profile.json
 
-data: setup  ## write (or resume) the default model's dataset recipe: N=8000 SEED=0 ATTACK_SHARE=0.3 into out/synth
+data: setup  ## write (or resume) the default model's dataset recipe: N=24000 SEED=0 ATTACK_SHARE=0.3 into out/synth
 	$(PY) -m train.synth dataset --out $(OUT)/synth --n $(N) --seed $(SEED) --workers $(WORKERS) --attack-share $(ATTACK_SHARE)
 
 .PHONY: data-test
