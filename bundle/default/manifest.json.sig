@@ -1,5 +1,5 @@
 {
  "schema": "facedepth-signature/1",
  "key": "ed25519:IqeoOAHPoCS95NLFFVB3uWN+TdFsvu3NZ6jjBHVeIwI=",
- "signature": "WmmKNdftwT6PymhnNM4AptlwMtNVf5mwRwCstcpqm1EWviEZbHWD1Qsv1q5w5f8NZBuJ2+8Dn9SReNiGmf8ZCw=="
+ "signature": "XbFIzXyriZH5mOZUcxexmVIBi4X0Wb+rYQu20LiubW0V6ntZ747HQzyu2YgCDoDHkkdMNi8gETA3004lgJBBCw=="
 }
