@@ -81,18 +81,17 @@ def medium_box(face_box: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2])
 
 
-def medium_counts(index, split: str, seed: int = 0, max_samples: int = 0) -> tuple[list[int], list[str]]:
-    """The device's medium-edge side count (firmware_app.medium.find_edges) of each sample of a split."""
-    counts, labels = [], []
+def medium_counts(index, split: str, seed: int = 0, max_samples: int = 0) -> list[int]:
+    """The device's medium-edge side count (firmware_app.medium.find_edges) of each sample of a split, in
+    the order train.evaluate scores them."""
+    counts = []
     rng = np.random.default_rng([seed, 7])
     for reader in index.readers(split):
         for i in range(len(reader)):
             if max_samples and len(counts) >= max_samples:
-                return counts, labels
-            box = medium_box(reader.face_box[i], rng)
-            counts.append(find_edges(reader.rgb(i), box).count)
-            labels.append(str(reader.labels[i]))
-    return counts, labels
+                return counts
+            counts.append(find_edges(reader.rgb(i), medium_box(reader.face_box[i], rng)).count)
+    return counts
 
 
 def fit_medium(counts: Sequence[int], labels: Sequence[str], split: str = "val") -> MediumModel:
@@ -109,7 +108,7 @@ def fit_medium(counts: Sequence[int], labels: Sequence[str], split: str = "val")
     hist_a = np.bincount(counts[~bona], minlength=k)
     llr = np.log((hist_b + 1) / (n_bona + k)) - np.log((hist_a + 1) / (n_attack + k))
     llr = np.maximum(np.minimum.accumulate(np.minimum(llr, 0.0)), MEDIUM_FLOOR)
-    return MediumModel(tuple(float(x) + 0.0 for x in llr),
+    return MediumModel(tuple(float(x) + 0.0 for x in llr),  # + 0.0: no −0.0 in the manifest
                        {"split": split, "bona_fide": n_bona, "attack": n_attack,
                         "bona_fide_by_count": hist_b.tolist(), "attack_by_count": hist_a.tolist(),
                         "method": "add-one smoothed histogram ratio, clipped to [floor, 0], non-rising",
@@ -260,8 +259,8 @@ def calibrate(val: Sequence[DepthResult], val_labels: Sequence[str], test: Seque
             raise ValueError(f"medium-edge counts for {len(val_medium)} val / {len(test_medium)} test "
                              f"samples, depth results for {len(val)} / {len(test)}: must be the same samples")
         medium = fit_medium(val_medium, val_labels)
-        val_llr = val_llr + np.array([medium.llr_by_count[k] for k in val_medium])
-        test_llr = test_llr + np.array([medium.llr_by_count[k] for k in test_medium])
+        table = np.asarray(medium.llr_by_count)
+        val_llr, test_llr = val_llr + table[np.asarray(val_medium)], test_llr + table[np.asarray(test_medium)]
     threshold = _quantile(val_llr, val_labels, bpcer_target, "frame LLR threshold")
     v1 = np.array([f.plane_range_mm if f is not None else np.nan for f in val_f])
     threshold_mm = _quantile(v1, val_labels, bpcer_target, "relief threshold")

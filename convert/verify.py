@@ -170,8 +170,8 @@ def verify(run_dir, tflite_path, *, split: str = "test", dataset=None, max_sampl
     rec_val = Recorder(int8_fn)
     int8_val = evaluate(rec_val, index, "val", **kw)
     try:
-        val_medium, _ = medium_counts(index, "val", max_samples=max_samples)
-        test_medium, _ = medium_counts(index, split, max_samples=max_samples)
+        val_medium = medium_counts(index, "val", max_samples=max_samples)
+        test_medium = medium_counts(index, split, max_samples=max_samples)
         live = calibrate(rec_val.results, [s.label for s in int8_val.scores],
                          rec_test.results, [s.label for s in int8_r.scores],
                          val_medium=val_medium, test_medium=test_medium)

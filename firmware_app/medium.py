@@ -122,9 +122,8 @@ class MediumModel:
         if m is None:
             return None
         try:
-            return cls(tuple(float(x) for x in m["llr_by_count"]), m.get("calibration"))
+            values = tuple(float(x) for x in m["llr_by_count"])
         except (KeyError, TypeError, ValueError, AttributeError) as e:
-            if isinstance(e, MediumError):
-                raise
             raise MediumError(f"manifest liveness.medium is incomplete or not numeric ({e}); rebuild the "
                               "bundle with make convert") from None
+        return cls(values, m.get("calibration"))
