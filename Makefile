@@ -37,8 +37,8 @@ quickstart: setup  ## the main job: small dataset + preview, a door clip, the da
 	@$(MAKE) --no-print-directory qs-clip
 	@$(MAKE) --no-print-directory qs-daemon
 
-qs-clip: setup  ## quick start: render the 4 s replay clip (bona fide, print, screen) + labels.json
-	$(PY) -m train.synth.clip --out $(QS)/clip --seconds 4 --fps 10 --seed $(SEED)
+qs-clip: setup  ## quick start: render the 5.5 s replay clip (bona fide walking up from 2 m, print, screen) + labels.json
+	$(PY) -m train.synth.clip --out $(QS)/clip --seconds 4 --fps 10 --seed $(SEED) --walk-in-s 1.5
 
 qs-daemon: setup  ## quick start: the daemon on that clip with QS_BUNDLE; prints decisions and frame rate
 	@test -f $(QS_BUNDLE)/manifest.json || { \

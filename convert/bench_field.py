@@ -4,14 +4,14 @@
                                   (make bench-field)
 
 Each face is scored twice by the bundle's int8 depth model through the device's own crop (BlazeFace
-short range → pipeline.landmark_box → preprocess.crop_transform/crop_input with its black fill) and
+short range → pipeline.landmark_box → preprocess.crop_transform/crop_input with the bundle's fill) and
 firmware_app.evidence.frame_features; the score compared is the plane-removed relief range in mm (what
 the device shows beside each frame), and the frame LLR beside it:
 
   grey  the colour frame against the same frame as a `camera.colour: grey` camera delivers it
         (camera.colour.to_grey3), detected again on the grey frame;
   edge  the frame against a tight cut of it around the face box (1.15× the box, so the 1.6× crop runs
-        past the frame on every side and the device fills that with black), the same box for both, so
+        past the frame on every side and the device fills that), the same box for both, so
         only the fill outside the frame differs (the bundle's crop border, as the device fills it;
         --fill overrides it to compare).
 
@@ -37,7 +37,7 @@ from firmware_app.depth import DepthEstimator
 from firmware_app.evidence import EvidenceModel, frame_features
 from firmware_app.face import Face
 from firmware_app.pipeline import landmark_box
-from firmware_app.preprocess import crop_input, crop_transform, fill_of
+from firmware_app.preprocess import BORDERS, crop_input, crop_transform, fill_of
 
 TIGHT = 1.15  # the edge case's frame: this many face boxes around the face
 PHOTO_SCALES = (0.35, 0.5, 0.7, 1.0)
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bundle", type=Path, default=Path("bundle/default"))
     p.add_argument("--dataset", type=Path, default=Path("out/synth_test"))
     p.add_argument("--n", type=int, default=300, help="bona fide test frames")
-    p.add_argument("--fill", choices=("black", "replicate"),
+    p.add_argument("--fill", choices=sorted(set(BORDERS.values())),
                    help="crop fill past the frame (default: the bundle's)")
     p.add_argument("--out", type=Path, default=Path("out/bench/field.json"))
     a = p.parse_args(argv)

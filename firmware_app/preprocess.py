@@ -12,10 +12,9 @@ uses the OpenCV pixel-centre convention: grid pixel (u, v) covers the square's c
 so the 160 input and the 80 grid cover exactly the same square and the 80 grid's pixel (g) sits at
 input pixel 2g + 0.5.
 
-Sampling. The input is bilinear. Pixels of the square outside the frame are black (constant 0), not
-replicated: a replicated border makes streaks that look like texture, black is unambiguous and easy
-to reproduce in any other implementation; training's box jitter produces such borders, so the net
-has seen them. When the square is more than 2× larger than the output, the frame region is first
+Sampling. The input is bilinear. Pixels of the square outside the frame (a face at the frame's edge)
+are filled as the bundle records (BORDERS): black, the frame's edge replicated, or that replicated
+band blurred, the default; training shows the network all three. When the square is more than 2× larger than the output, the frame region is first
 averaged down by an integer factor (cv2.INTER_AREA) so bilinear sampling does not alias.
 Depth and masks are resampled with nearest neighbour (no mixing across the face boundary) and are 0
 outside the frame (0 = no depth / background).
@@ -36,11 +35,16 @@ INPUT_SIZE = 160  # network input is INPUT_SIZE × INPUT_SIZE × 3, RGB
 GRID_SIZE = 80  # depth / mask output grid over the same square
 CROP_SCALE = 1.6  # crop side / max(face box w, h); the box is the 68 landmarks' extent
 # How the crop fills where it runs past the frame (a face at the frame's edge), as run/bundle metadata
-# names it → crop_square's edge mode. "replicate" repeats the frame's edge pixels: a black band there
-# changed the relief score of edge faces by a median 13 % and their LLR by −2.7 (convert/bench_field.py),
-# replicate by 5 % / −0.9. Bundles made before record "constant0" and keep their black fill.
-BORDERS = {"constant0": "black", "replicate": "replicate"}
-BORDER = "replicate"  # what new runs and bundles record
+# names it → crop_square's edge mode. A black band there changed the relief score of edge faces by a
+# median 13 % and their LLR by −2.7 (convert/bench_field.py); repeating the frame's edge pixels
+# ("replicate") by 5 %, but its streaks read as texture: hair cut by the frame's top edge became a
+# 38 % drop on a real photograph. "replicate_blur" blurs the replicated band (Gaussian, BLUR_SIGMA of
+# the crop side), so it continues the frame's colours without its detail: 3.4 % on synthetic edge faces
+# (sigma 4 %: 4.2, 3 %: 3.8; chosen there), 3.7 % and 4.7 % on the two real photographs.
+# Bundles record their fill and keep it ("constant0": black, before "replicate").
+BORDERS = {"constant0": "black", "replicate": "replicate", "replicate_blur": "replicate_blur"}
+BORDER = "replicate_blur"  # what new runs and bundles record
+BLUR_SIGMA = 0.05  # replicate_blur's Gaussian sigma, as a share of the crop side (8 px at 160)
 
 
 def fill_of(border: str) -> str:
@@ -139,15 +143,37 @@ def _prescale(frame: np.ndarray, t: CropTransform, size: int) -> tuple[np.ndarra
     return small, np.asarray(frame_to_out) @ small_to_frame
 
 
-_EDGES = {"black": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE}
+_EDGES = {"black": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE,
+          "replicate_blur": cv2.BORDER_REPLICATE}
+
+
+def inside_frame(t: CropTransform, hw: tuple[int, int], size: int = INPUT_SIZE) -> np.ndarray:
+    """(size, size) bool: grid pixels whose centre lies inside an (h, w) frame."""
+    xy = grid_frame_coords(t, size)
+    return (xy[..., 0] > -0.5) & (xy[..., 0] < hw[1] - 0.5) & (xy[..., 1] > -0.5) & (xy[..., 1] < hw[0] - 0.5)
+
+
+def _runs_past(t: CropTransform, hw: tuple[int, int]) -> bool:
+    corners = cv2.transform(np.array([[[0, 0], [1, 0], [0, 1], [1, 1]]], np.float64), t.affine_inverse(1))[0]
+    return bool((corners.min() < -0.5) or (corners[:, 0].max() > hw[1] - 0.5) or (corners[:, 1].max() > hw[0] - 0.5))
+
+
+def _blur_outside(image: np.ndarray, inside: np.ndarray, sigma: float) -> np.ndarray:
+    """The pixels outside the frame replaced by a blur of the replicated image, blended over ~2 px."""
+    blurred = cv2.GaussianBlur(image, (0, 0), sigma)
+    w = np.maximum(cv2.GaussianBlur(inside.astype(np.float32), (0, 0), 2.0), inside)[..., None]
+    return np.clip(w * image + (1 - w) * blurred + 0.5, 0, 255).astype(np.uint8)
 
 
 def crop_square(frame: np.ndarray, t: CropTransform, size: int, edge: str = "black") -> np.ndarray:
     """The square t of the frame as a size×size image (area prescale, bilinear; outside the frame black,
-    the device's fill, or the frame's edge replicated, which training also shows the network)."""
+    the frame's edge replicated, or that replicated band blurred: BORDERS)."""
     image, m = _prescale(frame, t, size)
-    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=_EDGES[edge],
-                          borderValue=0)
+    out = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=_EDGES[edge],
+                         borderValue=0)
+    if edge == "replicate_blur" and _runs_past(t, frame.shape[:2]):
+        out = _blur_outside(out, inside_frame(t, frame.shape[:2], size), BLUR_SIGMA * size)
+    return out
 
 
 def crop_input(frame_rgb: np.ndarray, t: CropTransform, edge: str = "black") -> np.ndarray:

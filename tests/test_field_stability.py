@@ -38,8 +38,10 @@ def _pairs(fn, scorer, frames):
     return [p for p in (fn(scorer, f) for f in frames) if p is not None]
 
 
-def test_shipped_bundle_fills_past_the_frame_by_replicating_its_edge(scorer):
-    assert scorer.fill == "replicate"
+def test_shipped_bundle_fills_past_the_frame_as_new_bundles_do(scorer):
+    from firmware_app.preprocess import BORDER, fill_of
+
+    assert scorer.fill == fill_of(BORDER) == "replicate_blur"
 
 
 @pytest.mark.parametrize("case", [grey_pair, edge_pair], ids=["grey", "edge"])

@@ -118,6 +118,22 @@ def test_outside_the_frame_is_black_and_no_depth():
     assert depth[-5:, -5:].max() == 0 and depth[0, 0] == 500
 
 
+def test_blurred_fill_continues_the_frame_without_its_streaks():
+    frame = np.zeros((240, 320, 3), np.uint8)
+    frame[:, ::4] = 255  # vertical stripes: replicating the bottom edge streaks them down
+    t = P.crop_transform((200, 180, 280, 260))  # box hangs over the bottom edge
+    rep, blur = P.crop_input(frame, t, "replicate"), P.crop_input(frame, t, "replicate_blur")
+    inside = P.inside_frame(t, frame.shape[:2])
+    assert 0.1 < inside.mean() < 0.9
+    core = cv2.erode(inside.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    assert np.array_equal(rep[core], blur[core])  # the frame itself is untouched
+    out = ~cv2.dilate(inside.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    assert rep[out].std() > 50 and blur[out].std() < 0.2 * rep[out].std()  # streaks gone
+    assert abs(float(blur[out].mean()) - float(frame.mean())) < 20  # its colour continued, not black
+    centred = P.crop_transform((120, 80, 200, 160))  # wholly inside: the same pixels as replicate
+    assert np.array_equal(P.crop_input(frame, centred, "replicate_blur"), P.crop_input(frame, centred, "replicate"))
+
+
 def test_prescale_matches_direct_bilinear_on_smooth_images():
     y, x = np.mgrid[0:480, 0:640].astype(np.float64)
     smooth = np.stack([127 + 100 * np.sin(x / 40), 127 + 100 * np.cos(y / 50), x * 0 + 90], -1)

@@ -51,8 +51,9 @@ class DataConfig:
     # drops the ramp a face seen off the optical axis has in camera z: the crop does not show it.
     relief_frame: str = "camera_z"
     grey_prob: float = 0.0  # share of training crops made grey (mono and IR door cameras; v2 default 0.15)
-    # Share of training crops whose out-of-frame pixels replicate the frame's edge instead of the device's
-    # black: a net that has seen both gives a face at the frame edge the verdict it gives it centred.
+    # Share of training crops whose out-of-frame pixels replicate the frame's edge (half of them blurred,
+    # preprocess.BORDERS) instead of black: a net that has seen every fill gives a face at the frame edge
+    # the verdict it gives it centred.
     edge_replicate_prob: float = 0.0
 
     def __post_init__(self):

@@ -37,6 +37,7 @@ from firmware_app.preprocess import (
     fill_of,
     frame_to_grid,
     grid_frame_coords,
+    inside_frame,
 )
 from train.config import Config, DataConfig, ModelConfig
 from train.model import relief_to_bins
@@ -126,24 +127,20 @@ def grey3(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.repeat(np.clip(lum + 0.5, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
 
 
-def _inside_frame(t: CropTransform, hw: tuple[int, int]) -> np.ndarray:
-    """(160, 160) bool: input pixels whose centre lies inside the frame (the rest is black on the device)."""
-    xy = grid_frame_coords(t, INPUT_SIZE)
-    return (xy[..., 0] > -0.5) & (xy[..., 0] < hw[1] - 0.5) & (xy[..., 1] > -0.5) & (xy[..., 1] < hw[0] - 0.5)
-
-
 def make_example(sample: Sample, data: DataConfig, model: ModelConfig, rng: np.random.Generator | None = None,
                  level: float = 1.0, augment: bool = False) -> Example:
     """One network input and its targets; rng=None → the exact (unjittered) device crop."""
     t = jittered_transform(sample, data, rng, level)
+    # training shows every fill a bundle may use past the frame, so none decides the verdict
     replicate = augment and rng is not None and rng.random() < data.edge_replicate_prob
-    edge = "replicate" if replicate else ("black" if augment else fill_of(data.border))
+    edge = ("replicate", "replicate_blur")[int(rng.random() < 0.5)] if replicate else \
+        ("black" if augment else fill_of(data.border))
     rgb = crop_input(sample.rgb, t, edge=edge)
     ray = sample.intrinsics if data.relief_frame == "crop_ray" else None
     relief, face = relief_targets(sample.depth_mm, sample.mask, t, ray)
     lms = frame_to_grid(sample.landmarks_2d, t).astype(np.float32)
     if augment and rng is not None:
-        inside = _inside_frame(t, sample.rgb.shape[:2])
+        inside = inside_frame(t, sample.rgb.shape[:2])
         if data.flip and rng.random() < 0.5:  # landmarks are left unflipped: training does not use them
             rgb, relief, face, inside = (a[:, ::-1].copy() for a in (rgb, relief, face, inside))
         rgb = photometric(rgb, data, rng)
