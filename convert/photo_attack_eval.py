@@ -33,7 +33,6 @@ the door decides per track (firmware_app/liveness.py).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.liveness import wilson
 from convert.verify import TFLitePredict
 from firmware_app.bundle import BundleError, load_bundle
 from firmware_app.evidence import EvidenceError, EvidenceModel, frame_features
@@ -51,19 +51,8 @@ from train.config import DataConfig, ModelConfig
 from train.evaluate import iter_examples
 from train.synth.dataset_index import DatasetError, DatasetIndex, write_json_atomic
 
-Z95 = 1.959964
 SIZE_BINS = ((0, 80, "<80 px"), (80, 150, "80-150 px"), (150, 10_000, ">150 px"))  # face box height
 BATCH = 32
-
-
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of k successes in n trials ((0, 1) for n = 0)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)

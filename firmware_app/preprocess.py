@@ -14,8 +14,9 @@ input pixel 2g + 0.5.
 
 Sampling. The input is bilinear. Pixels of the square outside the frame (a face at the frame's edge)
 are filled as the bundle records (BORDERS): black, the frame's edge replicated, or that replicated
-band blurred, the default; training shows the network all three. When the square is more than 2× larger than the output, the frame region is first
-averaged down by an integer factor (cv2.INTER_AREA) so bilinear sampling does not alias.
+band blurred, the default; training shows the network all three. When the square is more than 2×
+larger than the output, the frame region is first averaged down by an integer factor (cv2.INTER_AREA)
+so bilinear sampling does not alias.
 Depth and masks are resampled with nearest neighbour (no mixing across the face boundary) and are 0
 outside the frame (0 = no depth / background).
 
@@ -155,7 +156,8 @@ def inside_frame(t: CropTransform, hw: tuple[int, int], size: int = INPUT_SIZE) 
 
 def _runs_past(t: CropTransform, hw: tuple[int, int]) -> bool:
     corners = cv2.transform(np.array([[[0, 0], [1, 0], [0, 1], [1, 1]]], np.float64), t.affine_inverse(1))[0]
-    return bool((corners.min() < -0.5) or (corners[:, 0].max() > hw[1] - 0.5) or (corners[:, 1].max() > hw[0] - 0.5))
+    x, y = corners[:, 0], corners[:, 1]
+    return bool(min(x.min(), y.min()) < -0.5 or x.max() > hw[1] - 0.5 or y.max() > hw[0] - 0.5)
 
 
 def _blur_outside(image: np.ndarray, inside: np.ndarray, sigma: float) -> np.ndarray:

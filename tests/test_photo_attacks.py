@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert.photo_attack_eval import Rule, wilson
+from convert.liveness import wilson
+from convert.photo_attack_eval import Rule
 from convert.photo_attack_eval import main as eval_main
 from firmware_app.evidence import EvidenceModel
 from train.synth import photo_sources as ps

@@ -131,7 +131,8 @@ def test_blurred_fill_continues_the_frame_without_its_streaks():
     assert rep[out].std() > 50 and blur[out].std() < 0.2 * rep[out].std()  # streaks gone
     assert abs(float(blur[out].mean()) - float(frame.mean())) < 20  # its colour continued, not black
     centred = P.crop_transform((120, 80, 200, 160))  # wholly inside: the same pixels as replicate
-    assert np.array_equal(P.crop_input(frame, centred, "replicate_blur"), P.crop_input(frame, centred, "replicate"))
+    assert np.array_equal(P.crop_input(frame, centred, "replicate_blur"),
+                          P.crop_input(frame, centred, "replicate"))
 
 
 def test_prescale_matches_direct_bilinear_on_smooth_images():
