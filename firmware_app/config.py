@@ -150,6 +150,12 @@ class LivenessConfig:
         1.0, "live also needs the track's mean frame evidence to reach this (frames are not independent)",
         min=0.0,
     )
+    mean_window_s: float = _f(
+        0.0, "> 0: or the mean of the frames of the track's last this many seconds, if higher (at least "
+        "min_frames of them): people walking up, whose far frames score weakly, are let in sooner, but so "
+        "are some hand-held screens when no border is seen (README); 0 = the whole track's (safe default)",
+        min=0.0,
+    )
     timeout_s: float = _f(3.0, "undecided (door stays shut) when a track is not decided within this", min=0.1)
     motion: bool = _f(True, "use the motion cue (a flat medium moves as a plane) along each track")
     min_moved_px: float = _f(

@@ -12,7 +12,12 @@ whatever the depth network made of the face inside it. The track is
   live       when the sum reaches ln(1 / apcer_target) (Wald's bound for that attack acceptance), after
              at least min_frames scored frames, and the frames' mean clipped LLR (medium included) is
              at least min_mean_llr: consecutive frames of one scene are not independent, so an attack
-             that only leans a little live on every frame must not get in by patience alone; and, while
+             that only leans a little live on every frame must not get in by patience alone. The mean
+             is the whole track's or, with mean_window_s > 0 (off by default), that of the frames of its
+             last mean_window_s if higher (at least min_frames of them): a person walking up from 2 m
+             starts with small, weakly scored faces; but a hand-held screen's frames vary too, and
+             with the medium-edge cue off the window let 2 more of 240 door-clip attacks in while
+             sparing 1 of 72 bona fide clips (0.5 s), so the door keeps the whole track's; and, while
              the motion cue runs, only once the face has moved (a motion estimate's corner shift ≥
              min_moved_px, 0.7 by default): a print or screen on a stand shows a still picture (corner
              shifts of 0.01–0.08 px on rendered content, up to 0.6 px of tracking noise on real
@@ -103,6 +108,7 @@ class DecisionParams:
     min_moved_px: float = 0.0  # > 0: live needs a motion estimate with at least this corner shift
     planar_veto_llr: float | None = None  # a motion LLR at or below this: the track is never live
     min_track_s: float = 0.0  # no live before this long after the track's first frame
+    mean_window_s: float = 0.0  # > 0: the mean frame evidence may also be that of this last stretch
 
     @property
     def live_bound(self) -> float:
@@ -139,6 +145,7 @@ class TrackEvidence:
         self.frames = self.unscored = self.motion_pairs = 0
         self.moved = params.min_moved_px <= 0  # no motion gate: counts as moved
         self.planar_seen = False
+        self.recent: list[tuple[float, float]] = []  # (t, clipped frame LLR + medium) of scored frames
         self.parts: dict[str, float] = {}
         self.verdict: str | None = None
 
@@ -150,7 +157,8 @@ class TrackEvidence:
             medium_llr: float = 0.0) -> Decision | None:
         if self.verdict is not None:
             return None  # decided: no frame flips a track
-        self.medium_sum += min(medium_llr, 0.0)  # a border lowers; its absence proves nothing
+        medium_llr = min(medium_llr, 0.0)  # a border lowers; its absence proves nothing
+        self.medium_sum += medium_llr
         if score is None:
             self.unscored += 1
         else:
@@ -160,6 +168,9 @@ class TrackEvidence:
                 self.parts[name] = self.parts.get(name, 0.0) + k * v
             self.frame_sum += clipped
             self.frames += 1
+            if self.p.mean_window_s > 0:
+                self.recent = [(u, v) for u, v in self.recent if u > t - self.p.mean_window_s]
+                self.recent.append((t, clipped + medium_llr))
         if motion is not None and np.isfinite(motion.shift) and motion.shift >= self.p.min_moved_px:
             self.moved = True
         if motion is not None and motion.llr is not None:
@@ -176,6 +187,8 @@ class TrackEvidence:
         p, llr, elapsed = self.p, self.llr, t - self.t0
         # the frames' own evidence, the medium's included: a border on every frame cancels a face-like picture
         mean = (self.frame_sum + self.medium_sum) / self.frames if self.frames else 0.0
+        if len(self.recent) >= p.min_frames:  # or that of the last mean_window_s, if higher
+            mean = max(mean, sum(v for _, v in self.recent) / len(self.recent))
         may_live = self.moved and not self.planar_seen and elapsed >= p.min_track_s - 1e-9
         if llr >= p.live_bound and self.frames >= p.min_frames and mean >= p.min_mean_llr and may_live:
             verdict, reason = LIVE, f"evidence {llr:.2f} reached the live bound {p.live_bound:.2f}"

@@ -227,7 +227,8 @@ class Pipeline:
         scorer = FrameScorer(model, threshold, lv.face_prob, lv.min_face_cells)
         params = DecisionParams(lv.apcer_target, lv.bpcer_target, lv.frame_llr_max, lv.min_frames,
                                 lv.min_mean_llr, lv.timeout_s, lv.min_moved_px if lv.motion else 0.0,
-                                lv.planar_veto_llr if lv.motion else None, lv.min_track_s)
+                                lv.planar_veto_llr if lv.motion else None, lv.min_track_s,
+                                lv.mean_window_s)
         return cls(
             FaceStage(detector, cfg.detector),
             CropStage(crop.crop_scale if crop else CROP_SCALE, crop.use_eyes if crop else True,

@@ -84,6 +84,28 @@ def test_an_attack_that_leans_a_little_live_waits_into_undecided():
     assert res[-1].decision == UNDECIDED and res[-1].unscored == 6 and res[-1].frames == 0
 
 
+def test_a_face_walking_up_is_judged_by_its_recent_frames_a_leaning_attack_still_is_not():
+    """Far, small faces score weakly: 20 frames at +0.3, then near ones at +1.5. The whole track's mean
+    stays below 1 for 2 s; the last 0.5 s's mean does not, and the sum has long passed the bound."""
+    walk = [0.3] * 20 + [1.5] * 15
+    whole = LivenessDecider(DecisionParams(timeout_s=3.0))
+    out = [whole.add(1, 0.1 * k, _score(v)) for k, v in enumerate(walk)]
+    assert not any(d is not None and d.decision == LIVE for d in out)
+    recent = LivenessDecider(DecisionParams(timeout_s=3.0, mean_window_s=0.5))
+    out = [recent.add(1, 0.1 * k, _score(v)) for k, v in enumerate(walk)]
+    live = next(d for d in out if d is not None)
+    assert live.decision == LIVE and live.mean_frame_llr >= 1.0
+    assert 22 <= out.index(live) <= 25  # once min_frames strong frames fill the window (not before)
+    # an attack that leans a little live on every frame gains nothing from the window
+    lean = LivenessDecider(DecisionParams(timeout_s=3.0, mean_window_s=0.5))
+    res = [lean.add(2, 0.1 * k, _score(0.6)) for k in range(31)]
+    assert [d.decision for d in res if d is not None] == [UNDECIDED]
+    # and a border on those near frames counts inside the window as it does over the track
+    framed = LivenessDecider(DecisionParams(timeout_s=3.0, mean_window_s=0.5))
+    res = [framed.add(3, 0.1 * k, _score(v), None, -1.6 if k >= 20 else 0.0) for k, v in enumerate(walk)]
+    assert not any(d is not None and d.decision == LIVE for d in res)
+
+
 def test_negative_motion_alone_can_close_but_positive_cannot_open():
     ev = TrackEvidence(1, DecisionParams(), 0.0)
     for k in range(10):
