@@ -38,11 +38,10 @@ CROP_SCALE = 1.6  # crop side / max(face box w, h); the box is the 68 landmarks'
 # How the crop fills where it runs past the frame (a face at the frame's edge), as run/bundle metadata
 # names it → crop_square's edge mode. A black band there changed the relief score of edge faces by a
 # median 13 % and their LLR by −2.7 (convert/bench_field.py); repeating the frame's edge pixels
-# ("replicate") by 5 %, but its streaks read as texture: hair cut by the frame's top edge became a
-# 38 % drop on a real photograph. "replicate_blur" blurs the replicated band (Gaussian, BLUR_SIGMA of
-# the crop side), so it continues the frame's colours without its detail: 3.4 % on synthetic edge faces
-# (sigma 4 %: 4.2, 3 %: 3.8; chosen there), 3.7 % and 4.7 % on the two real photographs.
-# Bundles record their fill and keep it ("constant0": black, before "replicate").
+# ("replicate") by 5–6 %, but its streaks read as texture: hair cut by the frame's top edge cost a real
+# photograph 38–43 %. "replicate_blur" blurs the replicated band (Gaussian, BLUR_SIGMA of the crop side,
+# chosen on synthetic faces), continuing the frame's colours without its detail: 4.0 % on synthetic edge
+# faces and 21.5 % on that photograph with session 7's bundle. Bundles record their fill and keep it.
 BORDERS = {"constant0": "black", "replicate": "replicate", "replicate_blur": "replicate_blur"}
 BORDER = "replicate_blur"  # what new runs and bundles record
 BLUR_SIGMA = 0.05  # replicate_blur's Gaussian sigma, as a share of the crop side (8 px at 160)
@@ -155,6 +154,7 @@ def inside_frame(t: CropTransform, hw: tuple[int, int], size: int = INPUT_SIZE) 
 
 
 def _runs_past(t: CropTransform, hw: tuple[int, int]) -> bool:
+    """Whether the square reaches past an (h, w) frame (cheap: its four corners)."""
     corners = cv2.transform(np.array([[[0, 0], [1, 0], [0, 1], [1, 1]]], np.float64), t.affine_inverse(1))[0]
     x, y = corners[:, 0], corners[:, 1]
     return bool(min(x.min(), y.min()) < -0.5 or x.max() > hw[1] - 0.5 or y.max() > hw[0] - 0.5)
