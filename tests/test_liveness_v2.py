@@ -1,4 +1,5 @@
-"""Liveness v2: frame evidence, motion evidence, the per-track sequential decision, and its calibration."""
+"""Liveness v2: frame evidence, the per-track sequential decision, its calibration, v1 bundles (motion cue:
+test_motion_cue.py; door benchmark: test_door_bench.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from firmware_app.liveness import (
     Score,
     TrackEvidence,
 )
-from firmware_app.motion import MotionCue, MotionEstimate
+from firmware_app.motion import MotionEstimate
 
 U, V = np.mgrid[0:80, 0:80].astype(np.float32)[::-1]  # U: column, V: row
 FACE_MASK = ((U - 40) ** 2 / 26**2 + (V - 42) ** 2 / 32**2 < 1).astype(np.float32)
@@ -231,68 +232,6 @@ def test_calibration_refuses_too_few_attacks():
         calibrate(val[:200] + unscored, ["bona_fide"] * 200 + ["print_flat"] * len(unscored), val, labels)
 
 
-# ---------------------------------------------------------------------------------------- motion
-
-
-def _plane_homography(c, f, yaw_deg, shift, scale, d=450.0):
-    """The image motion of a plane facing the camera at d mm, turned by yaw about its centre, then moved."""
-    k = np.array([[f, 0, c[0]], [0, f, c[1]], [0, 0, 1.0]])
-    a = np.radians(yaw_deg)
-    r = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
-    p0 = np.array([0, 0, d])
-    h = k @ (r + np.outer(p0 - r @ p0, [0, 0, 1.0]) / d) @ np.linalg.inv(k)
-    move = np.array([[scale, 0, shift[0]], [0, scale, shift[1]], [0, 0, 1.0]])
-    h = move @ h
-    return h / h[2, 2]
-
-
-def _noisy(rgb, seed):
-    return np.clip(rgb + np.random.default_rng(seed).normal(0, 2, rgb.shape), 0, 255).astype(np.uint8)
-
-
-def test_a_plane_moved_by_a_known_homography_scores_planar():
-    from tests.test_fw_fixtures import synthetic_frames
-
-    first = sorted(synthetic_frames().glob("*_bona_fide.png"))[0]
-    rgb = cv2.cvtColor(cv2.imread(str(first)), cv2.COLOR_BGR2RGB)
-    boxes = json.loads((synthetic_frames() / "boxes.json").read_text())
-    box = np.array(boxes[sorted(boxes)[0]], np.float32)
-    c = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
-    for yaw, shift, scale in ((6.0, (10, -4), 1.03), (-8.0, (-6, 8), 0.97)):
-        h = _plane_homography(c, 550.0, yaw, shift, scale)
-        moved = cv2.warpPerspective(rgb, h, rgb.shape[1::-1], flags=cv2.INTER_CUBIC)
-        corners = cv2.perspectiveTransform(box.reshape(1, 2, 2), h)[0].ravel()
-        cue = MotionCue()
-        assert cue.update(_noisy(rgb.astype(np.float32), 1), box).reason == "first frame"
-        est = cue.update(_noisy(moved.astype(np.float32), 2), corners)
-        assert est.points >= 20 and est.shift > 6 and est.llr is not None and est.llr < -0.5, est
-    still = MotionCue()
-    still.update(_noisy(rgb.astype(np.float32), 3), box)
-    assert still.update(_noisy(rgb.astype(np.float32), 4), box).reason == "motion too small"  # abstains
-
-
-def test_a_rendered_head_turning_scores_3d():
-    from train.synth.camera import sample_camera
-    from train.synth.clip import CLIP_CONFIG, _rng
-    from train.synth.face_render import HeadPose, make_identity
-    from train.synth.generator import _face_box, render_bona_fide, sample_pose
-    from train.synth.sensor import apply_sensor, sample_sensor
-
-    cfg = replace(CLIP_CONFIG, height=480, width=640)
-    identity = make_identity(1, _rng(1, 0, 0))
-    cam = sample_camera(_rng(1, 1, 0), (480, 640), cfg.hfov_deg)
-    start = sample_pose(cfg, cam, _rng(1, 1, 1))
-    sensor = sample_sensor(_rng(1, 1, 3))
-    cue, ests = MotionCue(), []
-    for i, yaw in enumerate((0.0, 8.0)):
-        pose = HeadPose(start.yaw + yaw, start.pitch, start.roll, start.pivot_cam)
-        img, layer, _ = render_bona_fide(cfg, identity, cam, _rng(1, 1, 2, 0), pose)
-        rgb = apply_sensor(np.ascontiguousarray(img, np.float32), sensor, _rng(1, 1, 4, i))
-        ests.append(cue.update(rgb, _face_box(layer.landmarks_2d)))
-    assert ests[0].llr is None and ests[1].llr is not None and ests[1].llr > 0, ests[1]
-    assert ests[1].r_hom > 0.3  # parallax a homography cannot explain
-
-
 # ---------------------------------------------------------------------------------------- the daemon
 
 
@@ -319,84 +258,3 @@ def test_v1_bundle_runs_with_the_threshold_fallback(tmp_path):
     assert {"plane_range", "bias"} == set(scored[0].score.contributions)
     assert sum(r.liveness.decision is not None for r in results) <= 1
     assert {"detect", "motion", "liveness"} <= set(pipe.profiler.summary()["stages"])
-
-
-# ---------------------------------------------------------------------------------------- door benchmark
-
-
-def test_door_plan_covers_every_kind_and_clips_render(tmp_path):
-    from train.synth.door_clip import KINDS, DoorClip, door_plan, render_door_clip
-
-    plan = door_plan(len(KINDS) + 2)
-    assert {(c.label, c.motion) for c in plan} == set(KINDS) and len({c.name for c in plan}) == len(plan)
-    labels = render_door_clip(tmp_path / "c", DoorClip("replay_phone", "handheld", 3), 0.3, 10, (160, 120))
-    assert sorted(labels) == ["frame_0000.png", "frame_0001.png", "frame_0002.png"]
-    assert set(labels.values()) == {"replay_phone"}
-    meta = json.loads((tmp_path / "c" / "clip.json").read_text())
-    assert meta["motion"] == "handheld" and meta["frames"] == 3
-    a, b = (cv2.imread(str(tmp_path / "c" / n)) for n in ("frame_0000.png", "frame_0002.png"))
-    assert a.shape == (120, 160, 3) and np.abs(a.astype(int) - b.astype(int)).mean() > 0.5  # it moves
-
-
-def test_door_plan_shows_real_photographs_on_half_the_attack_clips(tmp_path):
-    from train.synth.door_clip import ATTACK_CONTENTS, KINDS, RENDER, DoorClip, door_plan, render_door_clip
-    from train.synth.photo_sources import SOURCES
-
-    plan = door_plan(len(KINDS) * len(ATTACK_CONTENTS))
-    attacks = [c for c in plan if c.label != "bona_fide"]
-    photo = [c for c in attacks if c.content != RENDER]
-    assert len(photo) * 2 == len(attacks) and {c.content for c in photo} == {s.name for s in SOURCES}
-    assert all(c.content == RENDER for c in plan if c.label == "bona_fide")
-    assert all(c.name.endswith(c.content) for c in photo) and len({c.name for c in plan}) == len(plan)
-    clip = DoorClip("print_flat", "static", 5, SOURCES[0].name)
-    render_door_clip(tmp_path / "p", clip, 0.2, 10, (320, 240))
-    assert json.loads((tmp_path / "p" / "clip.json").read_text())["content"] == SOURCES[0].name
-    shown = cv2.imread(str(tmp_path / "p" / "frame_0000.png"))
-    rendered = tmp_path / "r"
-    render_door_clip(rendered, DoorClip("print_flat", "static", 5), 0.2, 10, (320, 240))
-    assert np.abs(shown.astype(int) - cv2.imread(str(rendered / "frame_0000.png")).astype(int)).mean() > 3
-
-
-def test_bench_intervals_and_outcomes():
-    from convert.bench_liveness import clip_outcome, quantile_ci
-    from convert.liveness import wilson
-
-    lo, hi = wilson(0, 10)
-    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-3)
-    assert wilson(5, 10)[0] == pytest.approx(0.2366, abs=1e-3)
-    est, lo, hi = quantile_ci(np.arange(1, 101) / 10, 0.5)
-    assert lo < est < hi and est == pytest.approx(5.05)
-    assert np.isnan(quantile_ci([1.0, 2.0], 0.95)[2])  # two clips cannot bound a p95
-    live = {"first_face": 4, "decisions": [{"frame": 9, "decision": "live"}]}
-    assert clip_outcome("bona_fide", live, 10, 3.0) == {"error": False, "time_s": pytest.approx(0.6)}
-    assert clip_outcome("print_flat", live, 10, 3.0)["error"]
-    late = {"first_face": 0, "decisions": [{"frame": 40, "decision": "live"}]}
-    assert clip_outcome("bona_fide", late, 10, 3.0)["error"]
-    assert clip_outcome("bona_fide", {"first_face": None, "decisions": []}, 10, 3.0)["error"]
-
-
-def test_daemon_events_carry_the_evidence(tmp_path):
-    """The daemon in-process on a replay: every event says why, with per-cue shares and frames used."""
-    from firmware_app.bundle import load_bundle
-    from firmware_app.config import parse_config
-    from firmware_app.daemon import Daemon
-    from tests.test_fw_fixtures import synthetic_frames, tiny_bundle
-
-    cfg = parse_config(json.dumps({
-        "camera": {"type": "replay", "source": str(synthetic_frames()), "loop": False, "hold_frames": 4},
-        # held frames: still pictures in short tracks, so no motion gate and no minimum track age
-        "liveness": {"min_frames": 2, "frame_llr_max": 3.0, "min_moved_px": 0, "min_track_s": 0},
-        "outbox": {"dir": str(tmp_path / "outbox"), "fsync": False}, "http": {"enabled": False}}))
-    daemon = Daemon(cfg, load_bundle(tiny_bundle(), None), [])
-    assert daemon.run() == 0
-    events = [json.loads(line) for f in sorted((tmp_path / "outbox").glob("events-*.jsonl"))
-              for line in f.read_text().splitlines()]
-    events = [e for e in events if e.get("type", "decision") == "decision" and "evidence" in e]
-    assert events and sum(daemon.decisions.values()) == len(events)
-    for e in events:
-        ev = e["evidence"]
-        assert e["granted"] == (e["decision"] == "live") and e["reason"]
-        assert ev["frames"] >= (2 if e["decision"] == "live" else 1) and "motion" in ev["contributions"]
-        assert sum(v for k, v in ev["contributions"].items()) == pytest.approx(ev["llr"], abs=0.01)
-        assert ev["model"] == "threshold_fallback" and "motion" in e["timing_ms"]
-    assert len({e["track_id"] for e in events}) == len(events)  # one decision per track

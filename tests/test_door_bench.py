@@ -1,0 +1,87 @@
+"""The door benchmark (convert/bench_liveness.py, train/synth/door_clip.py) and the evidence events carry."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+
+def test_door_plan_covers_every_kind_and_clips_render(tmp_path):
+    from train.synth.door_clip import KINDS, DoorClip, door_plan, render_door_clip
+
+    plan = door_plan(len(KINDS) + 2)
+    assert {(c.label, c.motion) for c in plan} == set(KINDS) and len({c.name for c in plan}) == len(plan)
+    labels = render_door_clip(tmp_path / "c", DoorClip("replay_phone", "handheld", 3), 0.3, 10, (160, 120))
+    assert sorted(labels) == ["frame_0000.png", "frame_0001.png", "frame_0002.png"]
+    assert set(labels.values()) == {"replay_phone"}
+    meta = json.loads((tmp_path / "c" / "clip.json").read_text())
+    assert meta["motion"] == "handheld" and meta["frames"] == 3
+    a, b = (cv2.imread(str(tmp_path / "c" / n)) for n in ("frame_0000.png", "frame_0002.png"))
+    assert a.shape == (120, 160, 3) and np.abs(a.astype(int) - b.astype(int)).mean() > 0.5  # it moves
+
+
+def test_door_plan_shows_real_photographs_on_half_the_attack_clips(tmp_path):
+    from train.synth.door_clip import ATTACK_CONTENTS, KINDS, RENDER, DoorClip, door_plan, render_door_clip
+    from train.synth.photo_sources import SOURCES
+
+    plan = door_plan(len(KINDS) * len(ATTACK_CONTENTS))
+    attacks = [c for c in plan if c.label != "bona_fide"]
+    photo = [c for c in attacks if c.content != RENDER]
+    assert len(photo) * 2 == len(attacks) and {c.content for c in photo} == {s.name for s in SOURCES}
+    assert all(c.content == RENDER for c in plan if c.label == "bona_fide")
+    assert all(c.name.endswith(c.content) for c in photo) and len({c.name for c in plan}) == len(plan)
+    clip = DoorClip("print_flat", "static", 5, SOURCES[0].name)
+    render_door_clip(tmp_path / "p", clip, 0.2, 10, (320, 240))
+    assert json.loads((tmp_path / "p" / "clip.json").read_text())["content"] == SOURCES[0].name
+    shown = cv2.imread(str(tmp_path / "p" / "frame_0000.png"))
+    rendered = tmp_path / "r"
+    render_door_clip(rendered, DoorClip("print_flat", "static", 5), 0.2, 10, (320, 240))
+    assert np.abs(shown.astype(int) - cv2.imread(str(rendered / "frame_0000.png")).astype(int)).mean() > 3
+
+
+def test_bench_intervals_and_outcomes():
+    from convert.bench_liveness import clip_outcome, quantile_ci
+    from convert.liveness import wilson
+
+    lo, hi = wilson(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-3)
+    assert wilson(5, 10)[0] == pytest.approx(0.2366, abs=1e-3)
+    est, lo, hi = quantile_ci(np.arange(1, 101) / 10, 0.5)
+    assert lo < est < hi and est == pytest.approx(5.05)
+    assert np.isnan(quantile_ci([1.0, 2.0], 0.95)[2])  # two clips cannot bound a p95
+    live = {"first_face": 4, "decisions": [{"frame": 9, "decision": "live"}]}
+    assert clip_outcome("bona_fide", live, 10, 3.0) == {"error": False, "time_s": pytest.approx(0.6)}
+    assert clip_outcome("print_flat", live, 10, 3.0)["error"]
+    late = {"first_face": 0, "decisions": [{"frame": 40, "decision": "live"}]}
+    assert clip_outcome("bona_fide", late, 10, 3.0)["error"]
+    assert clip_outcome("bona_fide", {"first_face": None, "decisions": []}, 10, 3.0)["error"]
+
+
+def test_daemon_events_carry_the_evidence(tmp_path):
+    """The daemon in-process on a replay: every event says why, with per-cue shares and frames used."""
+    from firmware_app.bundle import load_bundle
+    from firmware_app.config import parse_config
+    from firmware_app.daemon import Daemon
+    from tests.test_fw_fixtures import synthetic_frames, tiny_bundle
+
+    cfg = parse_config(json.dumps({
+        "camera": {"type": "replay", "source": str(synthetic_frames()), "loop": False, "hold_frames": 4},
+        # held frames: still pictures in short tracks, so no motion gate and no minimum track age
+        "liveness": {"min_frames": 2, "frame_llr_max": 3.0, "min_moved_px": 0, "min_track_s": 0},
+        "outbox": {"dir": str(tmp_path / "outbox"), "fsync": False}, "http": {"enabled": False}}))
+    daemon = Daemon(cfg, load_bundle(tiny_bundle(), None), [])
+    assert daemon.run() == 0
+    events = [json.loads(line) for f in sorted((tmp_path / "outbox").glob("events-*.jsonl"))
+              for line in f.read_text().splitlines()]
+    events = [e for e in events if e.get("type", "decision") == "decision" and "evidence" in e]
+    assert events and sum(daemon.decisions.values()) == len(events)
+    for e in events:
+        ev = e["evidence"]
+        assert e["granted"] == (e["decision"] == "live") and e["reason"]
+        assert ev["frames"] >= (2 if e["decision"] == "live" else 1) and "motion" in ev["contributions"]
+        assert sum(v for k, v in ev["contributions"].items()) == pytest.approx(ev["llr"], abs=0.01)
+        assert ev["model"] == "threshold_fallback" and "motion" in e["timing_ms"]
+    assert len({e["track_id"] for e in events}) == len(events)  # one decision per track
