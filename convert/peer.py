@@ -83,6 +83,7 @@ from firmware_app.tflite import make_interpreter
 from train.config import Config, config_from_dict
 from train.data import jittered_transform, make_example
 from train.metrics import inner_face
+from train.provenance import cpu_model
 from train.synth.dataset_index import DatasetError, DatasetIndex
 from train.synth.sample import BONA_FIDE, Sample
 from train.synth.shards import ShardReader
@@ -178,6 +179,7 @@ class PeerResult:
     runs: int
     dataset: str
     bundle: str
+    cpu: str = ""  # model name and VNNI: the latency ratio is this CPU's (2.37 on one, 0.94 on another)
 
     @property
     def presence_choice(self) -> str:
@@ -208,6 +210,7 @@ def table_text(r: PeerResult) -> str:
     yes = {True: "met", False: "NOT met"}
     lines += [
         "",
+        f"CPU: {r.cpu or 'not recorded'}",
         f"goal latency ours ≤ MediaPipe: {yes[r.latency_ok]} ({r.ours.latency_ms:.2f} vs "
         f"{r.peer.latency_ms:.2f} ms, ratio {r.ours.latency_ms / r.peer.latency_ms:.2f}); "
         f"goal MAE ours ≤ {MAE_GOAL_RATIO} × MediaPipe: {yes[r.mae_ok]} ({r.ours.mae_mm:.2f} vs "
@@ -353,7 +356,8 @@ def run_peer(bundle_dir: Path | str = "bundle/default", dataset: Path | str | No
         PeerRow(OURS, "160×160×3 int8", *ours_ms, float(np.mean(scores.ours)), n),
         PeerRow(PEER, f"{MP_SIZE}×{MP_SIZE}×3 float32", *peer_ms, float(np.mean(scores.peer)), n),
         float(np.mean(scores.ours_scale_shift)), mesh.normalisation, ranges, float(np.mean(scores.presence)),
-        float(np.mean(scores.cells)), scores.skipped, split, runs, str(index.root), str(bundle.root))
+        float(np.mean(scores.cells)), scores.skipped, split, runs, str(index.root), str(bundle.root),
+        cpu_model())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -332,13 +332,15 @@ def quantize(run_dir, out_path, n_calib: int = DEFAULT_CALIB, *, dataset=None, r
 
     `run` may be a (config, model, run.json) triple already loaded with `load_checked_run`.
     """
+    from train.model_v2 import deploy_graph  # keras: only once there is something to convert
+
     t0 = time.perf_counter()
     check_n_calib(n_calib)  # before loading anything
     cfg, model, info = run or load_checked_run(run_dir)
     index = dataset_of(info, dataset)
     crops, distinct = calibration_crops(cfg, index, n_calib, seed=cfg.train.seed)
     log.info("calibrating on %d validation crops (%d distinct samples)", len(crops), distinct)
-    data = convert_int8(model, crops, cfg.model.relief_range_mm)
+    data = convert_int8(deploy_graph(model, cfg.model), crops, cfg.model.relief_range_mm)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.tmp")

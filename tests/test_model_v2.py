@@ -83,6 +83,30 @@ def test_grey_and_edge_augmentation_reach_the_examples(tmp_path):
     assert (blk.max(-1) == 0).mean() > 0.05 and (rep.max(-1) == 0).mean() < 0.01
 
 
+def test_the_camera_pipeline_augmentation_reaches_both_classes_and_leaves_targets_alone(tmp_path):
+    """isp_prob restyles bona fide crops as well as attacks (the generator restyles only attack content), and
+    never the depth targets; a probability outside [0, 1] is refused."""
+    from train.data import Source, make_example
+
+    index = write_fake_dataset(tmp_path / "d", n_train=8, n_val=0, n_test=0, per_shard=8)
+    src = Source(index, "train")
+    samples = [src.sample(*k) for k in src.keys]
+    plain = DataConfig(isp_prob=0.0, grey_prob=0.0, edge_replicate_prob=0.0, blur_prob=0.0, noise_std=0.0)
+    styled = dataclasses.replace(plain, isp_prob=1.0)
+    changed = {True: [], False: []}
+    for k, sample in enumerate(samples):
+        a = make_example(sample, plain, TINY_V2, np.random.default_rng(k), augment=True)
+        b = make_example(sample, styled, TINY_V2, np.random.default_rng(k), augment=True)
+        np.testing.assert_array_equal(a.relief, b.relief)
+        np.testing.assert_array_equal(a.face, b.face)
+        changed[sample.is_attack].append(np.abs(a.rgb.astype(int) - b.rgb.astype(int)).mean() > 0.5)
+    assert changed[True] and changed[False], "the fake dataset must hold both classes"
+    # restyle draws 1-3 styles, "none" among them: most crops change, in both classes
+    assert np.mean(changed[True]) >= 0.5 and np.mean(changed[False]) >= 0.5
+    with pytest.raises(ConfigError, match="isp_prob"):
+        DataConfig(isp_prob=1.5)
+
+
 def test_sessions_warm_start_and_promote_only_on_improvement(tmp_path, monkeypatch):
     from train import session
     from train.train import load_run
@@ -200,3 +224,27 @@ def test_a_session_with_better_depth_but_worse_liveness_is_not_promoted():
     assert improves({"val_relief_mae_mm": 5.00, "val_live_loss": 0.090}, ledger, base)
     assert not improves({"val_relief_mae_mm": 4.50, "val_live_loss": 0.100}, ledger, base)
     assert not improves({"val_relief_mae_mm": 5.30, "val_live_loss": 0.050}, ledger, base)
+
+
+def test_the_deploy_graph_folds_the_grey_conv_and_computes_the_same_function():
+    """deploy_graph drops the 160×160 grey 1×1 conv (s2_grey then reads the RGB crop with the luma weights
+    folded into its kernel) and gives the training graph's outputs; refine_level 1 has nothing to fold."""
+    import keras
+
+    from train.model_v2 import GREY_RGB, deploy_graph
+
+    keras.utils.set_random_seed(5)
+    model = build_model(TINY_V2)
+    folded = deploy_graph(model, TINY_V2)
+    names = {layer.name for layer in folded.layers}
+    assert "grey" in {layer.name for layer in model.layers} and "grey" not in names
+    kernel = folded.get_layer("s2_grey").get_weights()[0]
+    assert kernel.shape[2] == 3
+    np.testing.assert_allclose(kernel[:, :, 1] / GREY_RGB[1], model.get_layer("s2_grey").get_weights()[0][:, :, 0],
+                               rtol=1e-5)
+    x = np.random.default_rng(0).uniform(0, 255, (4, 160, 160, 3)).astype(np.float32)
+    x[0, :40] = 0.0  # a crop whose top ran past the frame (black fill): padding must not change the fold
+    want, got = model.predict(x, verbose=0), folded.predict(x, verbose=0)
+    for key in ("bins", "relief", "live"):
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-4)
+    assert deploy_graph(model, dataclasses.replace(TINY_V2, refine_level=1)) is model

@@ -4,7 +4,8 @@ Per sample: decode → crop box from the face box and eye landmarks, jittered in
 roll (as a face detector errs) → 160×160 input with `crop_input`, depth and mask onto the 80×80 grid
 with `crop_to_grid` → relief = median face depth − depth (mm, + = nearer) where the grid mask is
 face → stage I bin labels → random flip and photometric augmentation (brightness, contrast, hue,
-noise, blur; out-of-frame pixels stay black as on the device).
+noise, blur; out-of-frame pixels stay black as on the device), a door camera's pipeline (`isp_prob`: the
+attack content's restyles, on both classes), grey or IR-like crops (`grey_prob`).
 
 The tf.data pipeline streams (epoch, shard, index) keys from a Python generator, shuffled in blocks
 of `shuffle_shards` shards so only those shards are held in memory, and makes examples with a
@@ -42,6 +43,7 @@ from firmware_app.preprocess import (
 from train.config import Config, DataConfig, ModelConfig
 from train.model import relief_to_bins
 from train.synth.dataset_index import DatasetIndex
+from train.synth.restyle import restyle
 from train.synth.sample import MASK_FACE, Sample
 from train.synth.shards import ShardReader
 
@@ -144,6 +146,8 @@ def make_example(sample: Sample, data: DataConfig, model: ModelConfig, rng: np.r
         if data.flip and rng.random() < 0.5:  # landmarks are left unflipped: training does not use them
             rgb, relief, face, inside = (a[:, ::-1].copy() for a in (rgb, relief, face, inside))
         rgb = photometric(rgb, data, rng)
+        if rng.random() < data.isp_prob:  # the camera's own look, whatever it films: not a class cue
+            rgb = restyle(rgb, rng)
         if not replicate:
             rgb = rgb * inside[..., None]
         if rng.random() < data.grey_prob:

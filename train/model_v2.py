@@ -21,6 +21,12 @@ block at 80×80 after the stem (0.3 ms). int8 time 3.6 → 1.9 ms on this CPU ag
 2.2 ms in the same run (random-weight variants; `make bench-peer` measures a trained model). Bilinear
 upsampling commutes with the 1×1 bin-centre conv, so computing stage I's relief at 20×20 gives the same map
 as at 80×80.
+
+The device runs `deploy_graph(model, cfg)`: the same function with the fixed grey 1×1 conv folded into
+s2_grey's 3×3/2 kernel (both linear, and the zero padding of the normalised crop is zero grey, so the fold is
+exact: outputs agree to float rounding). That drops the one op at 160×160 with a single output channel, which
+XNNPACK runs poorly, for +0.9 M MACs at 80×80; training keeps the grey layer so committed weights load as
+they are.
 """
 
 from __future__ import annotations
@@ -33,7 +39,11 @@ from firmware_app.preprocess import INPUT_SIZE
 from train.config import ModelConfig
 
 
-def build_v2(cfg: ModelConfig) -> keras.Model:
+GREY_RGB = (0.299, 0.587, 0.114)  # the grey branch's luma weights
+
+
+def build_v2(cfg: ModelConfig, fold_grey: bool = False) -> keras.Model:
+    """The training graph, or with `fold_grey` the deploy graph's shape (weights from `deploy_graph`)."""
     from train.model import RELIEF_NORM, _conv_bn, _encoder, _fixed_conv, _recombinator, _sep, bin_centres
 
     rgb = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="rgb")
@@ -52,7 +62,7 @@ def build_v2(cfg: ModelConfig) -> keras.Model:
     detail = [feats[r]]
     if r == 0:  # the grey crop's 3×3/2 conv; at 40×40 the encoder's features carry the detail: the grey
         # branch (a 1-channel conv at 160×160) alone cost about 1 ms of int8 time, as much as MediaPipe's mesh
-        grey = _fixed_conv(x, np.array([[0.299], [0.587], [0.114]]), "grey")
+        grey = x if fold_grey else _fixed_conv(x, np.array(GREY_RGB)[:, None], "grey")
         detail.insert(0, _conv_bn(grey, 8, 3, 2, "s2_grey"))
     ctx = _conv_bn(dec, 16, 1, 1, "s2_ctx")
     ctx = layers.UpSampling2D(to_ref, interpolation="bilinear", name="s2_ctx_up")(ctx)
@@ -72,3 +82,18 @@ def build_v2(cfg: ModelConfig) -> keras.Model:
         layers.GlobalAveragePooling2D(name="live_pool_dec")(dec)])
     live = layers.Dense(1, name="live")(layers.Dropout(0.2, name="live_dropout")(pooled))
     return keras.Model(rgb, {"bins": bins, "relief": relief, "live": live}, name="facedepth_v2")
+
+
+def deploy_graph(model: keras.Model, cfg: ModelConfig) -> keras.Model:
+    """`model` (a v2 training graph) with the grey conv folded into s2_grey; other models unchanged."""
+    if cfg.arch != "v2" or cfg.refine_level != 0:
+        return model  # refine_level 1 has no grey branch
+    folded = build_v2(cfg, fold_grey=True)
+    for layer in folded.layers:
+        if not layer.weights:
+            continue
+        weights = model.get_layer(layer.name).get_weights()
+        if layer.name == "s2_grey":  # (3, 3, 1, 8) on grey → (3, 3, 3, 8) on the normalised RGB
+            weights = [weights[0] * np.asarray(GREY_RGB, np.float32)[None, None, :, None]]
+        layer.set_weights(weights)
+    return folded

@@ -1,7 +1,9 @@
-"""Where an artifact came from: the source commit stamped into datasets, runs and bundles."""
+"""Where an artifact came from: the source commit stamped into datasets, runs and bundles, and the CPU a
+benchmark ran on (int8 and float kernels rank differently from one CPU to another)."""
 
 from __future__ import annotations
 
+import platform
 import subprocess
 from pathlib import Path
 
@@ -20,3 +22,20 @@ def source_commit(repo: Path = REPO) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return sha + ("-dirty" if dirty else "")
+
+
+def cpu_model() -> str:
+    """The CPU's model name and whether it has int8 dot-product instructions (VNNI), e.g.
+    "AMD EPYC (avx512_vnni)": the ratio of our int8 latency to a float peer's depends on both."""
+    name, flags = platform.processor() or "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and name == (platform.processor() or "unknown CPU"):
+                name = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    vnni = [f for f in ("avx512_vnni", "avx_vnni") if f in flags]
+    return f"{name} ({', '.join(vnni) if vnni else 'no VNNI'})" if flags else name
