@@ -63,7 +63,7 @@ def run_clip(clip_dir: Path, bundle, cfg: Config, fps: float) -> dict:
     camera = make_camera(cam_cfg)
     camera.open()
     traj, decisions, first_face, frame_llr, motion_llr, motion_shift, face_px = [], [], None, [], [], [], []
-    medium = []
+    medium, motion_r_hom = [], []
     try:
         while True:
             try:
@@ -79,6 +79,7 @@ def run_clip(clip_dir: Path, bundle, cfg: Config, fps: float) -> dict:
             frame_llr.append(lv.score.llr if lv and lv.score else math.nan)
             motion_llr.append(lv.motion.llr if lv and lv.motion and lv.motion.llr is not None else math.nan)
             motion_shift.append(float(lv.motion.shift) if lv and lv.motion else math.nan)
+            motion_r_hom.append(float(lv.motion.r_hom) if lv and lv.motion else math.nan)
             face_px.append(float(r.face.box[2] - r.face.box[0]) if r.face is not None else math.nan)
             medium.append(lv.medium.edges.sides if lv and lv.medium else None)
             if r.decision:
@@ -88,7 +89,8 @@ def run_clip(clip_dir: Path, bundle, cfg: Config, fps: float) -> dict:
     finally:
         camera.close()
     return {"first_face": first_face, "decisions": decisions, "trajectory": traj, "frame_llr": frame_llr,
-            "motion_llr": motion_llr, "motion_shift": motion_shift, "face_px": face_px, "medium": medium,
+            "motion_llr": motion_llr, "motion_shift": motion_shift, "motion_r_hom": motion_r_hom,
+            "face_px": face_px, "medium": medium,
             "motion_ms": pipe.profiler.summary()["stages"].get("motion", {}).get("p50_ms")}
 
 
@@ -233,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
          "frame_llr": {k: [round(x, 3) for x in v["frame_llr"]] for k, v in results.items()},
          "motion_llr": {k: [round(x, 3) for x in v["motion_llr"]] for k, v in results.items()},
          "motion_shift_px": {k: [round(x, 3) for x in v["motion_shift"]] for k, v in results.items()},
+         "motion_r_hom_px": {k: [round(x, 3) for x in v["motion_r_hom"]] for k, v in results.items()},
          "face_box_px": {k: [round(x, 1) for x in v["face_px"]] for k, v in results.items()},
          # per frame: the sides of the face box with a medium-like edge (None: cue off or track decided)
          "medium_sides": {k: v["medium"] for k, v in results.items()}},

@@ -19,10 +19,10 @@ whatever the depth network made of the face inside it. The track is
              with the medium-edge cue off the window let 2 more of 240 door-clip attacks in while
              sparing 1 of 72 bona fide clips (0.5 s), so the door keeps the whole track's; and, while
              the motion cue runs, only once the face has moved (a motion estimate's corner shift ≥
-             min_moved_px, 0.7 by default): a print or screen on a stand shows a still picture (corner
-             shifts of 0.01–0.08 px on rendered content, up to 0.6 px of tracking noise on real
-             photographs), while every bona fide door clip, standing still or not, moved 0.7 px within
-             1.3 s. A still picture's frames can look live to the depth network; it then waits into
+             min_moved_px, 0.7 by default, with the corners moving together: MotionEstimate.moved_px):
+             a print or screen on a stand shows a still picture (corner shifts of 0.01–0.08 px on
+             rendered content, up to 0.7 px of scattered tracking noise on real photographs), while
+             every bona fide door clip, standing still or not, moved 0.7 px within 1.3 s. A still picture's frames can look live to the depth network; it then waits into
              undecided. Nor once the motion cue has judged any frame pair planar beyond planar_veto_llr
              (a hand-held print or screen: 70 of 120 hand-held door-clip attacks had such a pair, and 18
              of 998 judged bona fide pairs, nearly all after their clip was decided), and not before
@@ -171,7 +171,7 @@ class TrackEvidence:
             if self.p.mean_window_s > 0:
                 self.recent = [(u, v) for u, v in self.recent if u > t - self.p.mean_window_s]
                 self.recent.append((t, clipped + medium_llr))
-        if motion is not None and np.isfinite(motion.shift) and motion.shift >= self.p.min_moved_px:
+        if motion is not None and motion.moved_px >= self.p.min_moved_px:
             self.moved = True
         if motion is not None and motion.llr is not None:
             self.motion_pairs += 1

@@ -65,3 +65,13 @@ def test_a_black_band_past_the_frame_is_what_moved_edge_scores(scorer, faces):
     rep, blk = summary(_pairs(edge_pair, scorer, faces)), summary(_pairs(edge_pair, black, faces))
     assert blk["median_rel_change"] > rep["median_rel_change"]
     assert np.isfinite(blk["median_llr_change"])
+
+
+def test_the_summary_counts_frames_rejected_alone_at_the_bundles_threshold():
+    from convert.bench_field import FaceScore
+
+    pairs = [(FaceScore(60.0, 3.0), FaceScore(50.0, -1.0)), (FaceScore(60.0, -2.0), FaceScore(58.0, 2.0)),
+             (FaceScore(60.0, 3.0), FaceScore(float("nan"), float("nan")))]  # unscored: left out
+    s = summary(pairs, threshold=-0.75)
+    assert s["scored"] == 2 and s["rejected"] == 0.5 and s["rejected_reference"] == 0.5
+    assert "rejected" not in summary(pairs)

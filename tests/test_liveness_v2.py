@@ -129,6 +129,9 @@ def test_a_still_picture_is_never_live_however_live_its_frames_look():
     out = [dec.add(1, 0.1 * k, _score(5.0), still) for k in range(31)]
     decided = [d for d in out if d is not None]
     assert len(decided) == 1 and decided[0].decision == UNDECIDED and "never moved" in decided[0].reason
+    jitter = MotionEstimate(None, "motion too small", 40, 0.7, 0.9)  # a phone on a stand: corners scatter
+    ev = TrackEvidence(8, params, 0.0)
+    assert all(ev.add(0.1 * k, _score(5.0), jitter) is None for k in range(10)) and not ev.moved
     swaying = MotionEstimate(None, "motion too small", 40, 0.4, 0.02)  # a person standing still sways
     out = [dec.add(2, 0.1 * k, _score(5.0), still if k < 5 else swaying) for k in range(31)]
     live = next(d for d in out if d is not None)

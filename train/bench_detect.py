@@ -1,10 +1,10 @@
 """Face detection from 30 cm to 2 m on bona fide synthetic frames: short range vs the configured search.
 
     python -m train.bench_detect [--n 200] [--seed 0] [--max-distance 2000] [--tiles 2] [--hold 0]
-                                 [--json out/bench/detect.json]
+                                 [--grey] [--json out/bench/detect.json]
 
 Renders N bona fide 640×480 frames (train.synth GeneratorConfig(distance_mm=(300, max_distance)), one
-identity per frame) and runs on each:
+identity per frame; with --grey each frame as a `camera.colour: grey` camera delivers it) and runs on each:
 
 - short_range: BlazeFace short range on the whole frame, as the daemon did before (no keypoint check);
 - full_range: BlazeFace full range on the whole frame, face-like keypoints only;
@@ -26,7 +26,7 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiles-per-frame", type=int, default=SearchConfig.tiles_per_frame)
     parser.add_argument("--propose-score", type=float, default=SearchConfig.propose_score,
                         help="boxes scoring this much are looked at closer on the next frame (default: 0.3)")
+    parser.add_argument("--grey", action="store_true", help="frames as a mono camera delivers them "
+                        "(camera.colour: grey)")
     parser.add_argument("--json", type=Path, default=Path("out/bench/detect.json"))
     args = parser.parse_args(argv)
     if args.n < 1 or args.hold < 0 or args.tiles_per_frame < 1 or args.max_distance <= MIN_DISTANCE_MM:
@@ -214,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     short = FaceDetector(models.face_detector, num_threads=1)
     full = FaceDetector(models.face_detector_full_range, num_threads=1)
     frames = render(args.n, args.seed, args.max_distance, progress=True)
+    if args.grey:
+        from firmware_app.camera.colour import to_grey3
+
+        frames = [replace(f, rgb=to_grey3(f.rgb)) for f in frames]
     propose = search.propose_score
     finder = FaceFinder(FaceDetector(models.face_detector_full_range, 1, propose), search,
                         follower=FaceDetector(models.face_detector, 1, propose))  # fmt: skip
@@ -224,9 +230,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{search.tiles_per_frame}/frame; short_range follows: region)":
             (run_search(finder, frames, hold), hold),
     }  # fmt: skip
-    print(f"bona fide synthetic frames, 640x480, {MIN_DISTANCE_MM:.0f}-{args.max_distance:.0f} mm, "
+    print(f"bona fide synthetic frames{' (grey)' if args.grey else ''}, 640x480, "
+          f"{MIN_DISTANCE_MM:.0f}-{args.max_distance:.0f} mm, "
           f"seed {args.seed}, n={args.n}; goal ≥ {100 * GOAL:.0f}% per band")  # fmt: skip
-    report = {"n": args.n, "seed": args.seed, "max_distance_mm": args.max_distance, "runs": {}}
+    report = {"n": args.n, "seed": args.seed, "max_distance_mm": args.max_distance, "grey": args.grey,
+              "runs": {}}
     for name, (outcomes, hold) in runs.items():
         fit = box_fit(frames, outcomes)
         print("\n".join(format_report(name, outcomes, fit, hold)))
