@@ -24,7 +24,8 @@ photographs of train/synth/photo_sources.py shown whole, as a camera would see t
 here, never trained on), each at several scales. Prints per case the median and 90th percentile of
 |score change| / colour (or centred) score, the median LLR change, and the share of the changed frames
 whose LLR is at or below the bundle's frame threshold at BPCER 1 % (reference frames in brackets);
-issue 13's bar is a median within 10 %. `relative_change` and `score_face` are what tests/test_field_stability.py uses on a few frames.
+issue 13's bar is a median within 10 %. `relative_change` and `score_face` are what
+tests/test_field_stability.py uses on a few frames.
 """
 
 from __future__ import annotations
@@ -134,8 +135,9 @@ def summary(pairs: list[tuple[FaceScore, FaceScore]], threshold: float | None = 
     dllr = np.array([b.llr - a.llr for a, b in pairs])
     ok = np.isfinite(rel)
     if threshold is not None and ok.any():  # frames that would be rejected alone, changed and reference
-        below = {"rejected": float(np.mean([b.llr <= threshold for (_, b), k in zip(pairs, ok) if k])),
-                 "rejected_reference": float(np.mean([a.llr <= threshold for (a, _), k in zip(pairs, ok) if k]))}
+        scored = [p for p, k in zip(pairs, ok) if k]
+        below = {"rejected": float(np.mean([b.llr <= threshold for _, b in scored])),
+                 "rejected_reference": float(np.mean([a.llr <= threshold for a, _ in scored]))}
     else:
         below = {}
     return {**below, "faces": len(pairs), "scored": int(ok.sum()),
@@ -185,8 +187,8 @@ def run(bundle_dir: Path, dataset: Path, n: int, fill: str | None = None) -> dic
         frames = list(synthetic_frames(dataset, n))
         out["synthetic grey"] = summary([p for p in (grey_pair(scorer, f) for f in frames) if p])
         out["synthetic edge"] = summary([p for p in (edge_pair(scorer, f) for f in frames) if p])
-        out["synthetic style"] = summary([p for p in (style_pair(scorer, f, k) for k, f in enumerate(frames)) if p],
-                                         scorer.frame_threshold)
+        styled = (style_pair(scorer, f, k) for k, f in enumerate(frames))
+        out["synthetic style"] = summary([p for p in styled if p], scorer.frame_threshold)
     else:
         print(f"note: no {dataset} (make data-test): synthetic rows skipped", file=sys.stderr)
     photos = list(photo_frames())

@@ -63,8 +63,9 @@ class MotionEstimate(NamedTuple):
         else 0: a still picture's tracking noise scatters corners by up to a pixel (a phone on a stand
         showing a real photograph: shifts of 0.5-0.7 px with residuals of 0.3-1.1 px), a moving face
         carries them along."""
-        coherent = np.isfinite(self.shift) and np.isfinite(self.r_hom) and self.r_hom <= MAX_RATIO * self.shift
-        return float(self.shift) if coherent else 0.0
+        shift, r_hom = float(self.shift), float(self.r_hom)
+        coherent = np.isfinite(shift) and np.isfinite(r_hom) and r_hom <= MAX_RATIO * shift
+        return shift if coherent else 0.0
 
 
 def _median_residual(p0: np.ndarray, p1: np.ndarray, m: np.ndarray | None) -> float:

@@ -240,8 +240,8 @@ def test_the_deploy_graph_folds_the_grey_conv_and_computes_the_same_function():
     assert "grey" in {layer.name for layer in model.layers} and "grey" not in names
     kernel = folded.get_layer("s2_grey").get_weights()[0]
     assert kernel.shape[2] == 3
-    np.testing.assert_allclose(kernel[:, :, 1] / GREY_RGB[1], model.get_layer("s2_grey").get_weights()[0][:, :, 0],
-                               rtol=1e-5)
+    grey_kernel = model.get_layer("s2_grey").get_weights()[0][:, :, 0]
+    np.testing.assert_allclose(kernel[:, :, 1] / GREY_RGB[1], grey_kernel, rtol=1e-5)
     x = np.random.default_rng(0).uniform(0, 255, (4, 160, 160, 3)).astype(np.float32)
     x[0, :40] = 0.0  # a crop whose top ran past the frame (black fill): padding must not change the fold
     want, got = model.predict(x, verbose=0), folded.predict(x, verbose=0)

@@ -38,7 +38,6 @@ from keras import layers
 from firmware_app.preprocess import INPUT_SIZE
 from train.config import ModelConfig
 
-
 GREY_RGB = (0.299, 0.587, 0.114)  # the grey branch's luma weights
 
 
