@@ -140,7 +140,9 @@ def summary(pairs: list[tuple[FaceScore, FaceScore]], threshold: float | None = 
                  "rejected_reference": float(np.mean([a.llr <= threshold for a, _ in scored]))}
     else:
         below = {}
-    return {**below, "faces": len(pairs), "scored": int(ok.sum()),
+    ref = np.array([a.llr for a, _ in pairs])[ok]
+    span = {"reference_llr": [round(float(ref.min()), 2), round(float(ref.max()), 2)]} if ok.any() else {}
+    return {**below, **span, "faces": len(pairs), "scored": int(ok.sum()),
             "median_rel_change": float(np.median(rel[ok])) if ok.any() else None,
             "p90_rel_change": float(np.quantile(rel[ok], 0.9)) if ok.any() else None,
             "median_llr_change": float(np.nanmedian(dllr)) if np.isfinite(dllr).any() else None,
@@ -183,19 +185,20 @@ def run(bundle_dir: Path, dataset: Path, n: int, fill: str | None = None) -> dic
 
     scorer = Scorer(load_bundle(bundle_dir, None), detector(), fill)
     out: dict = {"bundle": str(bundle_dir), "fill": scorer.fill}
+    thr = scorer.frame_threshold  # "rejected alone": the reference is a bona fide frame the door must let in
     if (dataset / "index.json").is_file():
         frames = list(synthetic_frames(dataset, n))
-        out["synthetic grey"] = summary([p for p in (grey_pair(scorer, f) for f in frames) if p])
-        out["synthetic edge"] = summary([p for p in (edge_pair(scorer, f) for f in frames) if p])
+        out["synthetic grey"] = summary([p for p in (grey_pair(scorer, f) for f in frames) if p], thr)
+        out["synthetic edge"] = summary([p for p in (edge_pair(scorer, f) for f in frames) if p], thr)
         styled = (style_pair(scorer, f, k) for k, f in enumerate(frames))
-        out["synthetic style"] = summary([p for p in styled if p], scorer.frame_threshold)
+        out["synthetic style"] = summary([p for p in styled if p], thr)
     else:
         print(f"note: no {dataset} (make data-test): synthetic rows skipped", file=sys.stderr)
     photos = list(photo_frames())
     for name in sorted({s for s, _ in photos}):
         mine = [f for s, f in photos if s == name]
-        out[f"photo {name} grey"] = summary([p for p in (grey_pair(scorer, f) for f in mine) if p])
-        out[f"photo {name} edge"] = summary([p for p in (edge_pair(scorer, f) for f in mine) if p])
+        out[f"photo {name} grey"] = summary([p for p in (grey_pair(scorer, f) for f in mine) if p], thr)
+        out[f"photo {name} edge"] = summary([p for p in (edge_pair(scorer, f) for f in mine) if p], thr)
     return out
 
 

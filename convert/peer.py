@@ -179,7 +179,7 @@ class PeerResult:
     runs: int
     dataset: str
     bundle: str
-    cpu: str = ""  # model name and VNNI: the latency ratio is this CPU's (2.37 on one, 0.94 on another)
+    cpu: str = ""  # model name and VNNI: the latency ratio is this CPU's (2.37 on one, 0.91 on another)
 
     @property
     def presence_choice(self) -> str:

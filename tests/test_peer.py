@@ -99,3 +99,6 @@ def test_end_to_end_on_fake_faces(tmp_path, capsys):
     assert r["normalisation"] in peer.NORMALISATIONS and set(r["ranges"]) == set(peer.NORMALISATIONS)
     assert r["skipped"] == 0 and r["cells_mean"] >= peer.MIN_CELLS
     assert set(r["goals"]) == {"latency_ok", "mae_ok", "mae_goal_ratio"}
+    # the latency ratio is the CPU's: the result names it, with its int8 dot-product support
+    assert r["cpu"] and ("vnni" in r["cpu"].lower() or not Path("/proc/cpuinfo").is_file())
+    assert f"CPU: {r['cpu']}" in printed

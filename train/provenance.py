@@ -26,16 +26,16 @@ def source_commit(repo: Path = REPO) -> str:
 
 def cpu_model() -> str:
     """The CPU's model name and whether it has int8 dot-product instructions (VNNI), e.g.
-    "AMD EPYC (avx512_vnni)": the ratio of our int8 latency to a float peer's depends on both."""
-    name, flags = platform.processor() or "unknown CPU", set()
+    "AMD EPYC (avx512_vnni, avx_vnni)": the ratio of our int8 latency to a float peer's depends on both."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
-            if key.strip() == "model name" and name == (platform.processor() or "unknown CPU"):
-                name = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
+            fields.setdefault(key.strip(), value.strip())  # the first core's
     except OSError:
         pass
-    vnni = [f for f in ("avx512_vnni", "avx_vnni") if f in flags]
-    return f"{name} ({', '.join(vnni) if vnni else 'no VNNI'})" if flags else name
+    name = fields.get("model name") or platform.processor() or "unknown CPU"
+    if "flags" not in fields:
+        return name
+    vnni = [f for f in ("avx512_vnni", "avx_vnni") if f in fields["flags"].split()]
+    return f"{name} ({', '.join(vnni) or 'no VNNI'})"
