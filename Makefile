@@ -76,7 +76,7 @@ bench-liveness: setup  ## door clips (walk/stand/turn; each attack hand-held + s
 	$(PY) -m convert.bench_liveness --bundle $(BUNDLE) --clips $(CLIPS) --out $(OUT)/bench/liveness
 
 .PHONY: bench-field
-bench-field: setup  ## grey camera and frame-edge faces: liveness score change vs colour / centred (synthetic test split + shipped real photos; BUNDLE=)
+bench-field: setup  ## grey camera, frame-edge faces, another camera pipeline: liveness score change and frames rejected alone (synthetic test split + shipped real photos; BUNDLE=)
 	$(PY) -m convert.bench_field --bundle $(BUNDLE) --dataset $(OUT)/synth_test --out $(OUT)/bench/field.json
 
 .PHONY: bench-http
