@@ -58,8 +58,9 @@ class DataConfig:
     # share of training crops, bona fide and attacks alike, passed through a random camera pipeline (the
     # restyles of train/synth/restyle.py: grading, retouching, sharpening, vignetting, mono). The generator
     # restyles only attack content, so without this "graded or sharpened" marks an attack: restyled bona
-    # fide test frames were rejected per frame 3.6 % of the time at the 1 % threshold (0 % unstyled). Door
-    # cameras have pipelines of their own; none of their looks may decide the verdict.
+    # fide test frames are rejected alone 3.2 % of the time at the bundle's threshold, 0.5 % unstyled (make
+    # bench-field). Session 10 trained with 0.3: 1.8 %, but more real-photo attacks got in (README), so the
+    # default config keeps 0.
     isp_prob: float = 0.0
 
     def __post_init__(self):
