@@ -10,9 +10,12 @@ to tflite_runtime when ai_edge_litert is absent). That step imports only numpy, 
 The flow:
 
   1. here: the test split's device crops (train.evaluate.iter_examples) → crops.npz
-  2. each runtime: `invoke` → its raw int8 outputs (relief, bins) and their quantisation → <runtime>.npz
+  2. each runtime: `invoke` → its raw int8 outputs (relief, bins), the liveness logit and their
+     quantisation → <runtime>.npz
   3. here: the raw outputs compared element by element (int8 steps), and each runtime's dequantised
-     outputs scored by train.evaluate.evaluate (the same call the gate makes), side by side.
+     outputs scored by train.evaluate.evaluate (the same call the gate makes), side by side; and each
+     crop's frame verdict compared as the device reaches it (the manifest's evidence model at its
+     frame_llr_threshold), beside the old relief-range threshold's.
 """
 
 from __future__ import annotations
@@ -38,10 +41,16 @@ def invoke(model: Path, crops_npz: Path, out_npz: Path, threads: int = 1) -> str
 
     depth = DepthEstimator(model, threads)
     crops = np.load(crops_npz)["crops"]
-    bins, relief = zip(*(depth.invoke(rgb) for rgb in crops), strict=True)
+    bins, relief, live = [], [], []
+    for rgb in crops:
+        b, r = depth.invoke(rgb)
+        logit = depth.live_logit()
+        bins.append(b)
+        relief.append(r)
+        live.append(np.nan if logit is None else logit)
     quant = {f"{k}_quant": np.array(v, np.float64) for k, v in depth.output_quant.items()}
     np.savez(out_npz, runtime=np.array(runtime_name()), bins=np.stack(bins),
-             relief=np.stack(relief)[..., None], **quant)
+             relief=np.stack(relief)[..., None], live=np.array(live, np.float64), **quant)
     return runtime_name()
 
 
@@ -63,6 +72,8 @@ class Comparison:
     max_steps: int  # the largest difference, in int8 steps
     threshold_mm: float  # the bundle's liveness threshold
     verdicts_flipped: int  # crops whose live/spoof verdict differs from the first runtime's
+    frame_llr_threshold: float | None = None  # the manifest's per-frame evidence threshold (None: v1 bundle)
+    evidence_flipped: int = 0  # crops whose frame evidence verdict (LLR ≥ it) differs, as the device decides
 
     def table(self) -> str:
         rows = ["| runtime | python | bona fide MAE mm | attack relief p95 mm | n |", "|---|---|---|---|---|"]
@@ -71,7 +82,9 @@ class Comparison:
         rows.append(f"\nraw int8 outputs: {self.differing} of {self.elements} values differ between the "
                     f"runtimes (largest difference {self.max_steps} steps); live/spoof verdict at "
                     f"{self.threshold_mm:.2f} mm differs on {self.verdicts_flipped} of {self.crops} "
-                    "crops")
+                    "crops" + ("" if self.frame_llr_threshold is None else
+                               f"; the device's frame evidence (LLR ≥ {self.frame_llr_threshold:.3f}) "
+                               f"differs on {self.evidence_flipped} of {self.crops}"))
         return "\n".join(rows)
 
 
@@ -85,6 +98,7 @@ class Replay:
         self.relief = (r.astype(np.float32)[..., 0] - outputs["relief_quant"][1]) * outputs["relief_quant"][0]
         self.bins = (b.astype(np.float32) - outputs["bins_quant"][1]) * outputs["bins_quant"][0]
         self.face_prob = 1.0 - self.bins[..., -1]
+        self.live = outputs["live"] if "live" in outputs else np.full(len(crops), np.nan)
 
     def __call__(self, batch: np.ndarray):
         k = slice(self.offset, self.offset + len(batch))
@@ -125,9 +139,24 @@ def check(bundle: Path, dataset, pythons: list[str], work: Path, max_samples: in
     first = runs[0][1]
     diffs = [np.abs(o[k].astype(np.int32) - first[k].astype(np.int32)) for _, o in runs[1:] for k in OUTPUTS]
     live = [_verdicts(replay, b.liveness_threshold_mm) for replay in replays]
+    thr = (b.liveness or {}).get("frame_llr_threshold")
+    frame = [_evidence_verdicts(replay, b, thr) for replay in replays] if thr is not None else []
     return Comparison(tuple(scores), len(crops), sum(first[k].size for k in OUTPUTS) * max(len(runs) - 1, 1),
                       int(sum((d > 0).sum() for d in diffs)), int(max((d.max() for d in diffs), default=0)),
-                      b.liveness_threshold_mm, int(sum((v != live[0]).sum() for v in live[1:])))
+                      b.liveness_threshold_mm, int(sum((v != live[0]).sum() for v in live[1:])),
+                      thr, int(sum((v != frame[0]).sum() for v in frame[1:])))
+
+
+def _evidence_verdicts(replay: Replay, bundle, threshold: float) -> np.ndarray:
+    """Each crop's frame verdict as the device reaches it: the manifest's evidence LLR ≥ its threshold."""
+    from firmware_app.evidence import EvidenceModel, frame_features
+
+    model = EvidenceModel.from_manifest(bundle.liveness or {}, bundle.liveness_threshold_mm)
+    out = []
+    for r, p, logit in zip(replay.relief, replay.face_prob, replay.live, strict=True):
+        f = frame_features(r, p, None if np.isnan(logit) else float(logit))
+        out.append(f is not None and model.llr(f) >= threshold)
+    return np.array(out)
 
 
 def _verdicts(replay: Replay, threshold_mm: float) -> np.ndarray:

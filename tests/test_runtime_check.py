@@ -38,6 +38,7 @@ def test_two_processes_of_one_runtime_agree_with_the_in_process_evaluation(index
     a, b = result.scores
     assert a.runtime == b.runtime == "ai_edge_litert" and a.n == b.n > 0
     assert result.differing == result.max_steps == result.verdicts_flipped == 0 and result.crops == 10
+    assert result.frame_llr_threshold is not None and result.evidence_flipped == 0  # the device's own verdict
     assert result.elements == 10 * 80 * 80 * 22
     cfg = _config()
     direct = evaluate(TFLitePredict(BUNDLE / "depth.tflite", 1), index, "test", data=cfg.data,
