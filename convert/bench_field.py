@@ -134,15 +134,15 @@ def summary(pairs: list[tuple[FaceScore, FaceScore]], threshold: float | None = 
     rel = np.array([relative_change(a, b) for a, b in pairs])
     dllr = np.array([b.llr - a.llr for a, b in pairs])
     ok = np.isfinite(rel)
-    if threshold is not None and ok.any():  # frames that would be rejected alone, changed and reference
-        scored = [p for p, k in zip(pairs, ok) if k]
-        below = {"rejected": float(np.mean([b.llr <= threshold for _, b in scored])),
-                 "rejected_reference": float(np.mean([a.llr <= threshold for a, _ in scored]))}
-    else:
-        below = {}
-    ref = np.array([a.llr for a, _ in pairs])[ok]
-    span = {"reference_llr": [round(float(ref.min()), 2), round(float(ref.max()), 2)]} if ok.any() else {}
-    return {**below, **span, "faces": len(pairs), "scored": int(ok.sum()),
+    scored = [p for p, k in zip(pairs, ok, strict=True) if k]
+    extra: dict = {}
+    if scored:
+        ref = [a.llr for a, _ in scored]
+        extra["reference_llr"] = [round(min(ref), 2), round(max(ref), 2)]
+        if threshold is not None:  # frames that would be rejected alone, changed and reference
+            extra["rejected"] = float(np.mean([b.llr <= threshold for _, b in scored]))
+            extra["rejected_reference"] = float(np.mean([r <= threshold for r in ref]))
+    return {**extra, "faces": len(pairs), "scored": int(ok.sum()),
             "median_rel_change": float(np.median(rel[ok])) if ok.any() else None,
             "p90_rel_change": float(np.quantile(rel[ok], 0.9)) if ok.any() else None,
             "median_llr_change": float(np.nanmedian(dllr)) if np.isfinite(dllr).any() else None,

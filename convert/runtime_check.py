@@ -98,7 +98,7 @@ class Replay:
         self.relief = (r.astype(np.float32)[..., 0] - outputs["relief_quant"][1]) * outputs["relief_quant"][0]
         self.bins = (b.astype(np.float32) - outputs["bins_quant"][1]) * outputs["bins_quant"][0]
         self.face_prob = 1.0 - self.bins[..., -1]
-        self.live = outputs["live"] if "live" in outputs else np.full(len(crops), np.nan)
+        self.live = outputs.get("live", np.full(len(crops), np.nan))  # NaN: no liveness output (v1)
 
     def __call__(self, batch: np.ndarray):
         k = slice(self.offset, self.offset + len(batch))
@@ -140,23 +140,28 @@ def check(bundle: Path, dataset, pythons: list[str], work: Path, max_samples: in
     diffs = [np.abs(o[k].astype(np.int32) - first[k].astype(np.int32)) for _, o in runs[1:] for k in OUTPUTS]
     live = [_verdicts(replay, b.liveness_threshold_mm) for replay in replays]
     thr = (b.liveness or {}).get("frame_llr_threshold")
-    frame = [_evidence_verdicts(replay, b, thr) for replay in replays] if thr is not None else []
+    frame = []
+    if thr is not None:
+        from firmware_app.evidence import EvidenceModel
+        from firmware_app.liveness import FrameScorer
+
+        scorer = FrameScorer(EvidenceModel.from_manifest(b.liveness, b.liveness_threshold_mm),
+                             b.liveness_threshold_mm)
+        frame = [_evidence_verdicts(replay, scorer, thr) for replay in replays]
     return Comparison(tuple(scores), len(crops), sum(first[k].size for k in OUTPUTS) * max(len(runs) - 1, 1),
                       int(sum((d > 0).sum() for d in diffs)), int(max((d.max() for d in diffs), default=0)),
                       b.liveness_threshold_mm, int(sum((v != live[0]).sum() for v in live[1:])),
                       thr, int(sum((v != frame[0]).sum() for v in frame[1:])))
 
 
-def _evidence_verdicts(replay: Replay, bundle, threshold: float) -> np.ndarray:
-    """Each crop's frame verdict as the device reaches it: the manifest's evidence LLR ≥ its threshold."""
-    from firmware_app.evidence import EvidenceModel, frame_features
+def _evidence_verdicts(replay: Replay, scorer, threshold: float) -> np.ndarray:
+    """Each crop's frame verdict as the device reaches it (its FrameScorer): LLR ≥ the manifest's threshold,
+    unscored = not live."""
+    from firmware_app.depth import DepthResult
 
-    model = EvidenceModel.from_manifest(bundle.liveness or {}, bundle.liveness_threshold_mm)
-    out = []
-    for r, p, logit in zip(replay.relief, replay.face_prob, replay.live, strict=True):
-        f = frame_features(r, p, None if np.isnan(logit) else float(logit))
-        out.append(f is not None and model.llr(f) >= threshold)
-    return np.array(out)
+    scores = (scorer.score(DepthResult(r, p, None if np.isnan(logit) else float(logit)))
+              for r, p, logit in zip(replay.relief, replay.face_prob, replay.live, strict=True))
+    return np.array([s is not None and s.llr >= threshold for s in scores])
 
 
 def _verdicts(replay: Replay, threshold_mm: float) -> np.ndarray:
