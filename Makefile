@@ -3,6 +3,7 @@ PY      ?= .venv/bin/python
 OUT     ?= out
 N       ?= 24000
 ATTACK_SHARE ?= 0.3
+RELIEF  ?= 1 1
 SEED    ?= 0
 WORKERS ?= 2
 CONFIG  ?= train/configs/default.yaml
@@ -54,8 +55,8 @@ qs-daemon: setup  ## quick start: the daemon on that clip with QS_BUNDLE; prints
 	@echo "frame rate (python -m firmware_app profile on the same clip and config, hooks off):"
 	@$(QS_ENV) $(PY) -m firmware_app profile --config $(QS_CONFIG) --frames 1000 --out $(QS)/state/profile.json
 
-data: setup  ## write (or resume) the default model's dataset recipe: N=24000 SEED=0 ATTACK_SHARE=0.3 into out/synth
-	$(PY) -m train.synth dataset --out $(OUT)/synth --n $(N) --seed $(SEED) --workers $(WORKERS) --attack-share $(ATTACK_SHARE)
+data: setup  ## write (or resume) the default model's dataset recipe: N=24000 SEED=0 ATTACK_SHARE=0.3 into out/synth (RELIEF="0.8 1.25": relief-stretched identities, off: session 11)
+	$(PY) -m train.synth dataset --out $(OUT)/synth --n $(N) --seed $(SEED) --workers $(WORKERS) --attack-share $(ATTACK_SHARE) --relief-scale $(RELIEF)
 
 .PHONY: data-test
 data-test: setup  ## the test set out/synth_test: 3,200 frames = 2,100 bona fide + 1,100 attacks (>= 214 per type), identity-disjoint from train/val
@@ -74,6 +75,10 @@ bench-synth: setup  ## generator frames/s with 2 workers and peak memory per wor
 CLIPS ?= 300
 bench-liveness: setup  ## door clips (walk/stand/turn; each attack hand-held + static) through the daemon's pipeline: clip APCER/BPCER, time to live (CLIPS=300 BUNDLE=)
 	$(PY) -m convert.bench_liveness --bundle $(BUNDLE) --clips $(CLIPS) --out $(OUT)/bench/liveness
+
+.PHONY: bench-relief
+bench-relief: setup  ## relief read or recalled: the bundle on test faces with their relief stretched ×0.8–1.4 (slope, amplitude ratio; BUNDLE=)
+	$(PY) -m convert.bench_relief --bundle $(BUNDLE) --out $(OUT)/bench/relief
 
 .PHONY: bench-field
 bench-field: setup  ## grey camera, frame-edge faces, another camera pipeline: liveness score change and frames rejected alone (synthetic test split + shipped real photos; BUNDLE=)

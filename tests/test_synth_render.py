@@ -142,3 +142,31 @@ def test_motion_blur_blurs_without_moving_the_picture(length):
         out -= out.min()
         centre = ((out * xs).sum() / out.sum(), (out * ys).sum() / out.sum())
         assert centre == pytest.approx((23.5, 23.5), abs=0.02)
+
+
+def test_relief_scale_stretches_the_rendered_relief_about_the_eyes(identity):
+    """A frontal face at 45 cm: the nose tip's depth ahead of the eye line grows by the relief factor."""
+    from train.synth.face_render import with_relief_scale
+
+    def nose_ahead_of_eyes(ident):
+        layer = _render(ident, 0.0)
+        lm = layer.landmarks_3d  # camera frame, mm (iBUG 68: 30 nose tip, 36-47 eye corners)
+        return float(lm[36:48, 2].mean() - lm[30, 2])
+
+    base = nose_ahead_of_eyes(identity)
+    assert base > 10.0
+    assert nose_ahead_of_eyes(with_relief_scale(identity, 1.25)) == pytest.approx(1.25 * base, rel=0.05)
+    assert nose_ahead_of_eyes(with_relief_scale(identity, 0.8)) == pytest.approx(0.8 * base, rel=0.05)
+
+
+def test_relief_scale_is_recorded_only_when_used_and_leaves_other_draws_alone():
+    from train.synth.generator import generate_shard
+
+    assert "relief_scale" not in GeneratorConfig().to_dict()  # old datasets' recipes still match
+    small = dict(height=96, width=128, attack_share=0.0)
+    plain = generate_shard(GeneratorConfig(**small), 5, 3, 2)
+    deep = generate_shard(GeneratorConfig(**small, relief_scale=(1.3, 1.3)), 5, 3, 2)
+    assert GeneratorConfig(relief_scale=(0.8, 1.25)).to_dict()["relief_scale"] == (0.8, 1.25)
+    for a, b in zip(plain, deep):
+        assert a.identity == b.identity and np.array_equal(a.intrinsics, b.intrinsics)
+        assert not np.array_equal(a.depth_mm, b.depth_mm)

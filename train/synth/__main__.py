@@ -35,6 +35,13 @@ def _share(text: str) -> float:
     return value
 
 
+def _relief_factor(text: str) -> float:
+    value = float(text)
+    if not 0.5 <= value <= 2.0:
+        raise argparse.ArgumentTypeError(f"must be within [0.5, 2], got {value}")
+    return value
+
+
 def _add_generator_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=_positive, default=2)
@@ -42,6 +49,14 @@ def _add_generator_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attack-share", type=_share, default=0.15)
     p.add_argument("--height", type=_positive, default=480)
     p.add_argument("--width", type=_positive, default=640)
+    p.add_argument(
+        "--relief-scale",
+        type=_relief_factor,
+        nargs=2,
+        default=(1.0, 1.0),
+        metavar=("LO", "HI"),
+        help="stretch each identity's relief by a factor drawn log-uniformly from [LO, HI] (1 1: none)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,7 +93,12 @@ def _parser() -> argparse.ArgumentParser:
 def _config(args):
     from train.synth.generator import GeneratorConfig
 
-    return GeneratorConfig(height=args.height, width=args.width, attack_share=args.attack_share)
+    lo, hi = args.relief_scale
+    if lo > hi:
+        sys.exit(f"--relief-scale {lo} {hi}: LO must not exceed HI; give e.g. --relief-scale 0.8 1.25")
+    return GeneratorConfig(
+        height=args.height, width=args.width, attack_share=args.attack_share, relief_scale=(lo, hi)
+    )
 
 
 def cmd_dataset(args) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import cv2
@@ -85,6 +85,15 @@ def make_identity(identity_id: int, rng: np.random.Generator) -> Identity:
     appearance = albedo_lib.sample_appearance(rng)
     texture = albedo_lib.make_albedo(appearance, rng)
     return Identity(identity_id, neutral.astype(np.float32), texture, appearance)
+
+
+def with_relief_scale(identity: Identity, scale: float) -> Identity:
+    """The identity with its head frame's depth axis (z, out of the face) stretched by `scale` about the
+    eyes' plane: nose, brows, lips and chin stand out more (> 1) or less (< 1) than hm08's morphs reach,
+    so a network has to read relief from shading and silhouette instead of recalling hm08's profile."""
+    neutral = identity.neutral.copy()
+    neutral[:, 2] *= np.float32(scale)
+    return replace(identity, neutral=neutral)
 
 
 @lru_cache(maxsize=1)

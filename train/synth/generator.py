@@ -14,7 +14,14 @@ from train.synth import morph, occluders
 from train.synth.attacks import Photo, draw_fingers, render_attack, sample_medium
 from train.synth.background import make_background, make_plate, plate_to_frame
 from train.synth.camera import Camera, ray_through, sample_camera
-from train.synth.face_render import FaceLayer, HeadPose, Identity, make_identity, render_face
+from train.synth.face_render import (
+    FaceLayer,
+    HeadPose,
+    Identity,
+    make_identity,
+    render_face,
+    with_relief_scale,
+)
 from train.synth.restyle import restyle
 from train.synth.sample import ATTACK_TYPES, BONA_FIDE, Sample
 from train.synth.sensor import apply_sensor, decode_jpeg, encode_jpeg, sample_sensor, sense
@@ -36,9 +43,15 @@ class GeneratorConfig:
     samples_per_identity: int = 4
     p_occluder: float = 0.25
     restyle_attacks: bool = True  # attack photos graded/retouched/sharpened/mono (train/synth/restyle.py)
+    # Each identity's relief (head-frame depth) stretched by a factor drawn log-uniformly from this range
+    # (face_render.with_relief_scale); (1, 1) leaves hm08's faces as they are.
+    relief_scale: tuple[float, float] = (1.0, 1.0)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if tuple(self.relief_scale) == (1.0, 1.0):
+            del d["relief_scale"]  # as datasets written before it record their generator
+        return d
 
 
 def _pose_angle(rng: np.random.Generator, limit: float, frontal_share: float) -> float:
@@ -191,6 +204,9 @@ def generate_shard(cfg: GeneratorConfig, seed: int, shard_id: int, n: int, on_sa
         if k not in identities:
             identity_id = shard_id * 100_000 + k  # unique per shard → identity-disjoint splits
             identities[k] = make_identity(identity_id, np.random.default_rng([seed, shard_id, k, 1]))
+            if tuple(cfg.relief_scale) != (1.0, 1.0):  # its own stream: the other draws stay as they were
+                draw = np.random.default_rng([seed, shard_id, k, 4]).uniform(*np.log(cfg.relief_scale))
+                identities[k] = with_relief_scale(identities[k], float(np.exp(draw)))
             # The identity's room: its frames see the same wall (mirrored or not), as a door camera would.
             plates[k] = make_plate(np.random.default_rng([seed, shard_id, k, 3]), (cfg.height, cfg.width))
         rng = np.random.default_rng([seed, shard_id, i, 2])
