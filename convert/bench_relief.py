@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from firmware_app.bundle import BundleError, load_bundle
 from train import metrics as M
+from train.breakdown import breakdown
 from train.config import config_from_dict
 from train.evaluate import evaluate, iter_examples
 from train.synth.dataset import DatasetPlan, write_dataset
@@ -47,6 +48,9 @@ class ScaleRow:
     predicted_range_mm: float  # median over faces of the predicted plane-removed relief range (face mask)
     true_range_mm: float  # the same of the true relief
     amplitude_ratio: float  # median over faces of predicted / true plane-removed range
+    # the slope's median per band (train.breakdown): where in a single frame amplitude can be read at all
+    slope_by_pose: dict[str, float] = field(default_factory=dict)  # max(|yaw|, |pitch|)
+    slope_by_distance: dict[str, float] = field(default_factory=dict)
 
 
 def scaled_test_set(out: Path, scale: float, n: int) -> DatasetIndex:
@@ -62,9 +66,21 @@ def score_scale(predict, index: DatasetIndex, scale: float, data, model) -> Scal
     true_range = np.array([M.relief_range(ex.relief, ex.face, detrend=True)
                            for _, _, ex in iter_examples(index, "test", data, model)])
     pred_range = np.array([s.planar_range_mm for s in result.scores])
+    bands = breakdown(result.scores, index)
     return ScaleRow(scale, g.n, g.inner_mae_mm, g.inner_mae_plane_mm, g.slope_p50,
                     float(np.median(pred_range)), float(np.median(true_range)),
-                    float(np.median(pred_range / np.maximum(true_range, 1e-3))))
+                    float(np.median(pred_range / np.maximum(true_range, 1e-3))),
+                    _slopes(bands["head_pose"], "°"), _slopes(bands["distance"], " mm"))
+
+
+def _slopes(rows: list[dict], unit: str) -> dict[str, float]:
+    """{band name: median slope} of a train.breakdown table, bands with faces only."""
+    out = {}
+    for r in rows:
+        if r["n"]:
+            top = "∞" if r["to"] >= 1e8 else f"{r['to']:.0f}"
+            out[f"{r['from']:.0f}–{top}{unit}"] = r["slope"]
+    return out
 
 
 def table(rows: list[ScaleRow]) -> str:
@@ -74,6 +90,16 @@ def table(rows: list[ScaleRow]) -> str:
         lines.append(f"| {r.scale:.2f} | {r.n} | {r.inner_mae_mm:.2f} / {r.inner_mae_plane_mm:.2f} | "
                      f"{r.slope:.3f} | {r.predicted_range_mm:.1f} / {r.true_range_mm:.1f} | "
                      f"{r.amplitude_ratio:.3f} |")
+    return "\n".join(lines)
+
+
+def band_table(rows: list[ScaleRow], attr: str, title: str) -> str:
+    """Slope per band (columns) and relief scale (rows)."""
+    bands = list(dict.fromkeys(b for r in rows for b in getattr(r, attr)))
+    lines = [f"| slope by {title} | " + " | ".join(bands) + " |", "|---" * (len(bands) + 1) + "|"]
+    for r in rows:
+        cells = " | ".join(f"{getattr(r, attr).get(b, float('nan')):.3f}" for b in bands)
+        lines.append(f"| × {r.scale:.2f} | {cells} |")
     return "\n".join(lines)
 
 
@@ -108,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(score_scale(predict, index, scale, cfg.data, cfg.model))
         print(table(rows[-1:]).splitlines()[-1], flush=True)
     print(table(rows))
+    print(band_table(rows, "slope_by_pose", "head pose"))
+    print(band_table(rows, "slope_by_distance", "distance"))
     report = {"bundle": str(a.bundle), "weights_sha256": bundle.manifest.get("weights_sha256"),
               "seed": SEED, "rows": [asdict(r) for r in rows]}
     write_json_atomic(a.out / "relief.json", report)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from convert.bench_relief import scaled_test_set, score_scale, table
+from convert.bench_relief import band_table, scaled_test_set, score_scale, table
 from train import metrics as M
 from train.config import DataConfig, ModelConfig
 from train.evaluate import iter_examples
@@ -47,3 +47,6 @@ def test_an_oracle_keeps_the_amplitude_and_recalling_the_plain_faces_loses_it(se
     assert oracle.amplitude_ratio == pytest.approx(1.0, abs=0.01)
     assert recall.slope < 0.92 and recall.amplitude_ratio < 0.9  # the failure the bench exists to show
     assert "| 1.25 |" in table([oracle, recall])
+    assert oracle.slope_by_pose
+    assert all(v == pytest.approx(1.0, abs=0.01) for v in oracle.slope_by_pose.values())
+    assert "| × 1.25 |" in band_table([oracle, recall], "slope_by_pose", "head pose")
