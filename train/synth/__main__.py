@@ -57,6 +57,8 @@ def _add_generator_args(p: argparse.ArgumentParser) -> None:
         metavar=("LO", "HI"),
         help="stretch each identity's relief by a factor drawn log-uniformly from [LO, HI] (1 1: none)",
     )
+    p.add_argument("--real-backdrop-share", type=_share, default=0.0,
+                   help="share of rooms and attack-picture backdrops cut from faceless CC0 photographs")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -97,7 +99,8 @@ def _config(args):
     if lo > hi:
         sys.exit(f"--relief-scale {lo} {hi}: LO must not exceed HI; give e.g. --relief-scale 0.8 1.25")
     return GeneratorConfig(
-        height=args.height, width=args.width, attack_share=args.attack_share, relief_scale=(lo, hi)
+        height=args.height, width=args.width, attack_share=args.attack_share, relief_scale=(lo, hi),
+        real_backdrop_share=args.real_backdrop_share,
     )
 
 

@@ -1,6 +1,9 @@
-"""Procedural indoor backgrounds (no downloaded images): walls, doors, frames, windows, clutter."""
+"""Procedural indoor backgrounds (no downloaded images): walls, doors, frames, windows, clutter; and, as an
+option, plates cut from the CC0 / public-domain photographs that scikit-image ships (`real_plate`)."""
 
 from __future__ import annotations
+
+from functools import cache
 
 import cv2
 import numpy as np
@@ -79,3 +82,44 @@ def _draw_shape(rng: np.random.Generator, img: np.ndarray) -> None:
     else:  # window: bright, slightly blue
         bright = tuple(float(c) for c in np.clip(rng.uniform(0.8, 1.0) * np.array([0.9, 0.95, 1.0]), 0, 1))
         cv2.rectangle(img, (x0, y0), (x1, y1), bright, -1)
+
+
+# Real photographs without faces, all CC0 or public domain, shipped inside scikit-image (skimage.data;
+# licences in each loader's docstring). `real_plate` crops them into room plates, so that the texture
+# around a face, the room's and the one inside an attack's picture alike, is not always procedural.
+REAL_PLATE_SOURCES = (
+    ("chelsea", "CC0, Stefan van der Walt"),
+    ("coffee", "CC0, Rachel Michetti"),
+    ("rocket", "public domain, SpaceX"),
+    ("brick", "CC0, CC0Textures"),
+    ("grass", "CC0, linolafett"),
+    ("gravel", "CC0, CC0Textures"),
+)
+
+
+@cache
+def _real_photo(name: str) -> np.ndarray:
+    """The named skimage photograph as linear RGB float32 in [0, 1]."""
+    import skimage.data
+
+    img = np.asarray(getattr(skimage.data, name)(), np.float32) / 255.0
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    return np.ascontiguousarray(img[..., :3] ** 2.2)
+
+
+def real_plate(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
+    """A plate (as make_plate returns) cut from one of REAL_PLATE_SOURCES: a random crop of 30–100 % of the
+    photograph's short side at the plate's aspect, mirrored or not, with a random exposure and tint."""
+    h, w = hw
+    half = (max(h // 2, 8), max(w // 2, 8))
+    photo = _real_photo(REAL_PLATE_SOURCES[int(rng.integers(len(REAL_PLATE_SOURCES)))][0])
+    ph, pw = photo.shape[:2]
+    side = rng.uniform(0.3, 1.0) * min(ph, pw * half[0] / half[1])
+    ch, cw = int(side), int(side * half[1] / half[0])
+    y0, x0 = int(rng.integers(0, ph - ch + 1)), int(rng.integers(0, pw - cw + 1))
+    img = cv2.resize(photo[y0:y0 + ch, x0:x0 + cw], (half[1], half[0]), interpolation=cv2.INTER_AREA)
+    if rng.random() < 0.5:
+        img = cv2.flip(img, 1)
+    img = img * (rng.uniform(0.3, 1.2) * (1 + 0.15 * rng.uniform(-1, 1, 3))).astype(np.float32)
+    return np.clip(img, 0, 1, out=img)

@@ -12,7 +12,7 @@ import numpy as np
 
 from train.synth import morph, occluders
 from train.synth.attacks import Photo, draw_fingers, render_attack, sample_medium
-from train.synth.background import make_background, make_plate, plate_to_frame
+from train.synth.background import make_background, make_plate, plate_to_frame, real_plate
 from train.synth.camera import Camera, ray_through, sample_camera
 from train.synth.face_render import (
     FaceLayer,
@@ -46,11 +46,16 @@ class GeneratorConfig:
     # Each identity's relief (head-frame depth) stretched by a factor drawn log-uniformly from this range
     # (face_render.with_relief_scale); (1, 1) leaves hm08's faces as they are.
     relief_scale: tuple[float, float] = (1.0, 1.0)
+    # Share of rooms, and of the backdrops inside attack pictures, cut from real photographs without faces
+    # (background.real_plate) instead of drawn procedurally; 0 = none.
+    real_backdrop_share: float = 0.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
         if tuple(self.relief_scale) == (1.0, 1.0):
             del d["relief_scale"]  # as datasets written before it record their generator
+        if self.real_backdrop_share == 0.0:
+            del d["real_backdrop_share"]
         return d
 
 
@@ -124,7 +129,10 @@ def make_photo(cfg: GeneratorConfig, identity: Identity, rng: np.random.Generato
     f = camera.K[0, 0]
     distance = f * 190.0 / (h * rng.uniform(0.5, 0.85))  # the face fills 50-85% of the photo height
     pose = sample_pose(portrait, camera, rng, distance=distance)
-    img, layer, _ = render_bona_fide(portrait, identity, camera, rng, pose)
+    plate = None
+    if cfg.real_backdrop_share > 0 and rng.random() < cfg.real_backdrop_share:
+        plate = real_plate(rng, (h, w))
+    img, layer, _ = render_bona_fide(portrait, identity, camera, rng, pose, plate=plate)
     rgb = apply_sensor(img, sample_sensor(rng), rng)
     if cfg.restyle_attacks:
         rgb = restyle(rgb, rng)
@@ -208,7 +216,9 @@ def generate_shard(cfg: GeneratorConfig, seed: int, shard_id: int, n: int, on_sa
                 draw = np.random.default_rng([seed, shard_id, k, 4]).uniform(*np.log(cfg.relief_scale))
                 identities[k] = with_relief_scale(identities[k], float(np.exp(draw)))
             # The identity's room: its frames see the same wall (mirrored or not), as a door camera would.
-            plates[k] = make_plate(np.random.default_rng([seed, shard_id, k, 3]), (cfg.height, cfg.width))
+            room_rng = np.random.default_rng([seed, shard_id, k, 3])
+            real = cfg.real_backdrop_share > 0 and room_rng.random() < cfg.real_backdrop_share
+            plates[k] = (real_plate if real else make_plate)(room_rng, (cfg.height, cfg.width))
         rng = np.random.default_rng([seed, shard_id, i, 2])
         samples.append(generate_sample(cfg, identities[k], label, rng, plates[k]))
         if on_sample:
