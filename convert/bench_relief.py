@@ -83,14 +83,17 @@ def _slopes(rows: list[dict], unit: str) -> dict[str, float]:
     return out
 
 
+TABLE_HEAD = ("| relief × | faces | inner MAE shift / plane (mm) | slope | predicted / true range p50 (mm) | "
+              "amplitude ratio |\n|---|---|---|---|---|---|")
+
+
+def row_line(r: ScaleRow) -> str:
+    return (f"| {r.scale:.2f} | {r.n} | {r.inner_mae_mm:.2f} / {r.inner_mae_plane_mm:.2f} | {r.slope:.3f} | "
+            f"{r.predicted_range_mm:.1f} / {r.true_range_mm:.1f} | {r.amplitude_ratio:.3f} |")
+
+
 def table(rows: list[ScaleRow]) -> str:
-    lines = ["| relief × | faces | inner MAE shift / plane (mm) | slope | predicted / true range p50 (mm) | "
-             "amplitude ratio |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r.scale:.2f} | {r.n} | {r.inner_mae_mm:.2f} / {r.inner_mae_plane_mm:.2f} | "
-                     f"{r.slope:.3f} | {r.predicted_range_mm:.1f} / {r.true_range_mm:.1f} | "
-                     f"{r.amplitude_ratio:.3f} |")
-    return "\n".join(lines)
+    return "\n".join([TABLE_HEAD, *map(row_line, rows)])
 
 
 def band_table(rows: list[ScaleRow], attr: str, title: str) -> str:
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         rows.append(score_scale(predict, index, scale, cfg.data, cfg.model))
-        print(table(rows[-1:]).splitlines()[-1], flush=True)
+        print(row_line(rows[-1]), flush=True)
     print(table(rows))
     print(band_table(rows, "slope_by_pose", "head pose"))
     print(band_table(rows, "slope_by_distance", "distance"))

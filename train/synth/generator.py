@@ -50,9 +50,13 @@ class GeneratorConfig:
     # (background.real_plate) instead of drawn procedurally; 0 = none.
     real_backdrop_share: float = 0.0
 
+    @property
+    def stretches_relief(self) -> bool:
+        return tuple(self.relief_scale) != (1.0, 1.0)
+
     def to_dict(self) -> dict:
         d = asdict(self)
-        if tuple(self.relief_scale) == (1.0, 1.0):
+        if not self.stretches_relief:
             del d["relief_scale"]  # as datasets written before it record their generator
         if self.real_backdrop_share == 0.0:
             del d["real_backdrop_share"]
@@ -212,7 +216,7 @@ def generate_shard(cfg: GeneratorConfig, seed: int, shard_id: int, n: int, on_sa
         if k not in identities:
             identity_id = shard_id * 100_000 + k  # unique per shard → identity-disjoint splits
             identities[k] = make_identity(identity_id, np.random.default_rng([seed, shard_id, k, 1]))
-            if tuple(cfg.relief_scale) != (1.0, 1.0):  # its own stream: the other draws stay as they were
+            if cfg.stretches_relief:  # its own stream: the other draws stay as they were
                 draw = np.random.default_rng([seed, shard_id, k, 4]).uniform(*np.log(cfg.relief_scale))
                 identities[k] = with_relief_scale(identities[k], float(np.exp(draw)))
             # The identity's room: its frames see the same wall (mirrored or not), as a door camera would.
