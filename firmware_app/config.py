@@ -169,6 +169,11 @@ class LivenessConfig:
     min_track_s: float = _f(
         0.6, "no live before a track is this old: the motion cue sees a few frame pairs first", min=0.0
     )
+    min_face_px: float = _f(
+        60.0, "frames whose face (68-landmark box) is narrower than this many frame pixels add no frame "
+        "evidence (the face is too small to judge; a person walking up is decided once nearer, without "
+        "their weak far frames dragging the mean); 0 = every frame counts", min=0.0,
+    )
     medium: bool = _f(True, "use the medium-edge cue (straight edges of a print or screen around the face; "
                             "only lowers the evidence) when the bundle has its table")
     save_depth_dir: str = _f("", "write each decision's depth colour map here (PNG); '' = off")

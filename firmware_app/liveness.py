@@ -35,7 +35,10 @@ whatever the depth network made of the face inside it. The track is
 
 Config validation keeps frame_llr_max + the motion cap below the live bound, so one frame can never
 decide live. Once decided, a track keeps its verdict until it ends; each decision is reported once.
-Frames with too little face count as unscored and add nothing (fail closed: they never help).
+Frames with too little face count as unscored and add nothing (fail closed: they never help), and so do
+frames whose face is narrower than min_face_px (60 px by default): too few pixels for the depth network or
+the motion cue to tell a small picture from a head, and a person walking up from afar is then judged on
+their nearer frames without their weak far ones dragging the mean (door clips: README).
 """
 
 from __future__ import annotations
@@ -110,6 +113,7 @@ class DecisionParams:
     planar_veto_llr: float | None = None  # a motion LLR at or below this: the track is never live
     min_track_s: float = 0.0  # no live before this long after the track's first frame
     mean_window_s: float = 0.0  # > 0: the mean frame evidence may also be that of this last stretch
+    min_face_px: float = 0.0  # frames with a narrower face (landmark box, frame px) add no frame evidence
 
     @property
     def live_bound(self) -> float:
@@ -129,7 +133,7 @@ class Decision:
     live_bound: float
     spoof_bound: float
     frames: int  # scored frames used
-    unscored: int  # frames of the track with too little face
+    unscored: int  # frames of the track with too little face, or a face narrower than min_face_px
     motion_pairs: int  # frame pairs the motion cue judged
     elapsed_s: float  # from the track's first frame
     contributions: dict  # cue → summed (clipped) LLR: each frame feature, "bias", "motion", "medium"
@@ -143,7 +147,7 @@ class TrackEvidence:
     def __init__(self, track_id: int, params: DecisionParams, t0: float):
         self.track_id, self.p, self.t0 = track_id, params, t0
         self.frame_sum = self.motion_pos = self.motion_neg = self.medium_sum = 0.0
-        self.frames = self.unscored = self.motion_pairs = 0
+        self.frames = self.unscored = self.motion_pairs = self.distant = 0
         self.moved = params.min_moved_px <= 0  # no motion gate: counts as moved
         self.planar_seen = False
         self.recent: list[tuple[float, float]] = []  # (t, clipped frame LLR + medium) of scored frames
@@ -155,11 +159,14 @@ class TrackEvidence:
         return self.frame_sum + min(self.motion_pos, MOTION_TOTAL_MAX) + self.motion_neg + self.medium_sum
 
     def add(self, t: float, score: Score | None, motion: MotionEstimate | None = None,
-            medium_llr: float = 0.0) -> Decision | None:
+            medium_llr: float = 0.0, face_px: float = math.inf) -> Decision | None:
         if self.verdict is not None:
             return None  # decided: no frame flips a track
         medium_llr = min(medium_llr, 0.0)  # a border lowers; its absence proves nothing
         self.medium_sum += medium_llr
+        if score is not None and face_px < self.p.min_face_px:  # too few pixels to tell a picture: no say
+            self.distant += 1
+            score = None
         if score is None:
             self.unscored += 1
         else:
@@ -209,6 +216,8 @@ class TrackEvidence:
                 where = (f"evidence {llr:.2f} past the live bound {p.live_bound:.2f} but the mean frame LLR "
                          f"{mean:.2f} < {p.min_mean_llr:g}")
             reason = f"no decision within {p.timeout_s:g} s: {where} after {self.frames} scored frame(s)"
+            if self.distant:
+                reason += f" ({self.distant} more with the face under {p.min_face_px:g} px: come closer)"
         else:
             return None
         self.verdict = verdict
@@ -233,9 +242,9 @@ class LivenessDecider:
             ev = self._tracks[track_id] = TrackEvidence(track_id, self.params, t)
         return ev
 
-    def add(self, track_id: int, t: float, score: Score | None,
-            motion: MotionEstimate | None = None, medium_llr: float = 0.0) -> Decision | None:
-        return self.track(track_id, t).add(t, score, motion, medium_llr)
+    def add(self, track_id: int, t: float, score: Score | None, motion: MotionEstimate | None = None,
+            medium_llr: float = 0.0, face_px: float = math.inf) -> Decision | None:
+        return self.track(track_id, t).add(t, score, motion, medium_llr, face_px)
 
     def verdict(self, track_id: int) -> str | None:
         ev = self._tracks.get(track_id)

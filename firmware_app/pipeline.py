@@ -172,10 +172,11 @@ class LivenessStage:
         return self.decider.verdict(track_id) is not None
 
     def process(self, track_id: int, depth: DepthResult, t: float,
-                motion: MotionEstimate | None = None, medium: MediumResult | None = None) -> LivenessResult:
+                motion: MotionEstimate | None = None, medium: MediumResult | None = None,
+                face_px: float = math.inf) -> LivenessResult:
         self.decider.keep_only([track_id])
         score = self.scorer.score(depth)
-        decision = self.decider.add(track_id, t, score, motion, medium.llr if medium else 0.0)
+        decision = self.decider.add(track_id, t, score, motion, medium.llr if medium else 0.0, face_px)
         track = self.decider.track(track_id, t)
         return LivenessResult(score, decision, motion, track.llr, track.verdict, medium)
 
@@ -228,7 +229,7 @@ class Pipeline:
         params = DecisionParams(lv.apcer_target, lv.bpcer_target, lv.frame_llr_max, lv.min_frames,
                                 lv.min_mean_llr, lv.timeout_s, lv.min_moved_px if lv.motion else 0.0,
                                 lv.planar_veto_llr if lv.motion else None, lv.min_track_s,
-                                lv.mean_window_s)
+                                lv.mean_window_s, lv.min_face_px)
         return cls(
             FaceStage(detector, cfg.detector),
             CropStage(crop.crop_scale if crop else CROP_SCALE, crop.use_eyes if crop else True,
@@ -258,7 +259,8 @@ class Pipeline:
             with self.profiler.stage("medium"):
                 medium = self.medium.process(frame.rgb, face)
         with self.profiler.stage("liveness"):
-            liveness = self.liveness.process(face.track_id, depth, frame.timestamp, motion, medium)
+            liveness = self.liveness.process(face.track_id, depth, frame.timestamp, motion, medium,
+                                             float(face.box[2] - face.box[0]))
         return FrameResult(frame, face, crop, depth, liveness)
 
 

@@ -151,6 +151,27 @@ def test_a_still_picture_is_never_live_however_live_its_frames_look():
     assert all(ev.add(0.1 * k, _score(5.0), tracking_lost) is None for k in range(10)) and not ev.moved
 
 
+def test_a_face_too_small_to_judge_adds_nothing_and_its_weak_frames_do_not_count_against_it():
+    """min_face_px: a distant face's frames neither open the door nor drag the mean of a person walking up."""
+    params = DecisionParams(min_face_px=60.0)
+    far = TrackEvidence(1, params, 0.0)
+    out = [far.add(0.1 * k, _score(5.0), face_px=55.0) for k in range(31)]
+    decided = [d for d in out if d is not None]
+    assert [d.decision for d in decided] == [UNDECIDED] and "come closer" in decided[0].reason
+    assert far.frames == 0 and decided[0].unscored == 31 and far.llr == 0.0
+    # walking up: weak far frames, then a face large enough whose frames lean live (clipped 1.5, mean 1.1)
+    frames = [(-0.5, 45.0)] * 6 + [(1.1, 90.0)] * 25
+    plain, sized = TrackEvidence(2, DecisionParams(), 0.0), TrackEvidence(3, params, 0.0)
+    out_plain = [plain.add(0.1 * k, _score(llr), face_px=px) for k, (llr, px) in enumerate(frames)]
+    out_sized = [sized.add(0.1 * k, _score(llr), face_px=px) for k, (llr, px) in enumerate(frames)]
+    plain_decided = [d for d in out_plain if d]  # the far frames pull the whole track's mean under 1.0
+    assert [d.decision for d in plain_decided] == [UNDECIDED] and "mean frame LLR" in plain_decided[0].reason
+    live = next(d for d in out_sized if d)
+    assert live.decision == LIVE and live.frames >= 3 and live.elapsed_s >= 0.6 + 0.2
+    with pytest.raises(ConfigError, match="liveness.min_face_px"):
+        parse_config("camera: {source: x}\nliveness: {min_face_px: -1}\n")
+
+
 # ---------------------------------------------------------------------------------------- frame evidence
 
 
