@@ -17,6 +17,11 @@ the face is never detected (clip BPCER); time to decision = frames from first de
 decision / fps. Rates carry Wilson 95 % intervals; p50/p95 times carry distribution-free (order
 statistic) 95 % intervals. Writes summary.json, trajectories.png (each clip's accumulated evidence
 against clip time, with the bounds) and the rendered clips (reused when present) under --out.
+
+    python -m convert.bench_liveness --replay out/bench/liveness/summary.json --config door.yaml
+
+decides every clip again from the per-frame evidence that run recorded, with another config's decision
+settings (min_mean_llr, min_face_px, the medium cue on or off, ...): a what-if in seconds.
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ import numpy as np
 from convert.liveness import wilson
 from firmware_app.camera import EndOfStream, Frame, make_camera
 from firmware_app.config import CameraConfig, Config, load_config
-from firmware_app.liveness import LIVE
-from firmware_app.pipeline import Pipeline
+from firmware_app.liveness import LIVE, DecisionParams, Score, TrackEvidence
+from firmware_app.medium import MediumEdges, MediumModel
+from firmware_app.motion import MotionEstimate
+from firmware_app.pipeline import Pipeline, decision_params
 from firmware_app.profiling import Profiler
 
 log = logging.getLogger(__name__)
@@ -92,6 +99,53 @@ def run_clip(clip_dir: Path, bundle, cfg: Config, fps: float) -> dict:
             "motion_llr": motion_llr, "motion_shift": motion_shift, "motion_r_hom": motion_r_hom,
             "face_px": face_px, "medium": medium,
             "motion_ms": pipe.profiler.summary()["stages"].get("motion", {}).get("p50_ms")}
+
+
+def replay_clip(rec: dict, name: str, params: DecisionParams, medium: MediumModel | None, fps: float) -> dict:
+    """One clip's decisions again from the evidence a run recorded (summary.json: frame LLR, motion
+    estimate, medium sides, face width per frame), under other decision parameters: seconds instead of
+    minutes, no rendering, no network. Exact for changes that can only decide sooner (a lower mean rule,
+    a wider window) and for undecided tracks; motion and medium were recorded only until the run decided,
+    so a stricter rule that decides later than the run did misses that later evidence (it adds nothing)."""
+    frame_llr, motion_llr, shift, r_hom, face_px, sides = (rec[k][name] for k in (
+        "frame_llr", "motion_llr", "motion_shift_px", "motion_r_hom_px", "face_box_px", "medium_sides"))
+    first, track, decisions = None, None, []
+    for k, px in enumerate(face_px):
+        if not _finite(px):
+            continue  # no face this frame
+        if track is None:
+            first, track = k, TrackEvidence(1, params, k / fps)
+        llr = frame_llr[k]
+        score = Score(math.nan, math.nan, 0, llr > 0, llr, {"frame": llr}) if _finite(llr) else None
+        motion = None
+        if _finite(shift[k]):
+            judged = motion_llr[k] if _finite(motion_llr[k]) else None
+            motion = MotionEstimate(judged, "" if judged is not None else "abstained", 0, shift[k], r_hom[k])
+        medium_llr = medium.llr(MediumEdges(sides[k], 0)) if medium and sides[k] is not None else 0.0
+        d = track.add(k / fps, score, motion, medium_llr, px)
+        if d is not None:
+            decisions.append({"frame": k, "decision": d.decision, "track": 1, "llr": round(d.llr, 3),
+                              "reason": d.reason})
+            break
+    return {"first_face": first, "decisions": decisions}
+
+
+def _finite(v) -> bool:
+    return v is not None and math.isfinite(v)
+
+
+def replay(summary_path: Path, cfg: Config, bundle, window_s: float) -> tuple[dict, list[dict]]:
+    rec = json.loads(summary_path.read_text())
+    lv, fps = cfg.liveness, float(rec["fps"])
+    medium = MediumModel.from_manifest(getattr(bundle, "liveness", {}) or {}) if lv.medium else None
+    rows = []
+    for clip in rec["clips_detail"]:
+        res = replay_clip(rec, clip["name"], decision_params(lv), medium, fps)
+        kinds = [x["decision"] for x in res["decisions"]]
+        outcome = kinds[0] if kinds else ("no face" if res["first_face"] is None else "none")
+        rows.append({**{k: clip[k] for k in ("name", "label", "motion", "content")}, "outcome": outcome,
+                     **clip_outcome(clip["label"], res, fps, window_s)})
+    return summarise(rows, window_s), rows
 
 
 def clip_outcome(label: str, res: dict, fps: float, window_s: float) -> dict:
@@ -189,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window-s", type=float, default=3.0, help="a bona fide clip must be live within this")
     p.add_argument("--config", type=Path, help="device config whose liveness/detector settings to use")
     p.add_argument("--out", type=Path, default=Path("out/bench/liveness"))
+    p.add_argument("--replay", type=Path, metavar="SUMMARY",
+                   help="decide again from a run's recorded evidence (its summary.json) with --config's "
+                        "liveness settings: no clips, no network (see replay_clip for what is exact)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if a.clips < 1 or a.fps <= 0 or a.seconds <= 0:
@@ -205,6 +262,15 @@ def main(argv: list[str] | None = None) -> int:
     except (BundleError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if a.replay:
+        if not a.replay.is_file():
+            print(f"error: no recorded run at {a.replay} (run this benchmark without --replay first)",
+                  file=sys.stderr)
+            return 2
+        summary, _ = replay(a.replay, cfg, bundle, a.window_s)
+        print(report_text(summary, a.window_s))
+        print(f"replayed the evidence recorded in {a.replay} with {a.config or 'the default config'}")
+        return 0
     rows, results, t0 = [], {}, time.monotonic()
     plan = door_plan(a.clips, a.seed)
     for i, clip in enumerate(plan, start=1):

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from firmware_app.camera import Frame
-from firmware_app.config import Config, DetectorConfig
+from firmware_app.config import Config, DetectorConfig, LivenessConfig
 from firmware_app.depth import DepthEstimator, DepthResult
 from firmware_app.evidence import EvidenceError, EvidenceModel
 from firmware_app.face import Face, FaceDetector, iou
@@ -194,6 +194,15 @@ class FrameResult:
         return self.liveness.decision if self.liveness else None
 
 
+def decision_params(lv: LivenessConfig) -> DecisionParams:
+    """The per-track decision's parameters from the config's liveness section (motion gates only with the
+    motion cue on)."""
+    return DecisionParams(lv.apcer_target, lv.bpcer_target, lv.frame_llr_max, lv.min_frames,
+                          lv.min_mean_llr, lv.timeout_s, lv.min_moved_px if lv.motion else 0.0,
+                          lv.planar_veto_llr if lv.motion else None, lv.min_track_s,
+                          lv.mean_window_s, lv.min_face_px)
+
+
 class Pipeline:
     """Face → crop → depth → liveness for one frame, each stage timed by the profiler."""
 
@@ -226,10 +235,7 @@ class Pipeline:
             log.warning("the depth model has a liveness logit but the bundle's evidence model does not use "
                         "it (%s); rebuild the bundle with make convert", model.source)
         scorer = FrameScorer(model, threshold, lv.face_prob, lv.min_face_cells)
-        params = DecisionParams(lv.apcer_target, lv.bpcer_target, lv.frame_llr_max, lv.min_frames,
-                                lv.min_mean_llr, lv.timeout_s, lv.min_moved_px if lv.motion else 0.0,
-                                lv.planar_veto_llr if lv.motion else None, lv.min_track_s,
-                                lv.mean_window_s, lv.min_face_px)
+        params = decision_params(lv)
         return cls(
             FaceStage(detector, cfg.detector),
             CropStage(crop.crop_scale if crop else CROP_SCALE, crop.use_eyes if crop else True,

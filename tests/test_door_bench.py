@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -85,3 +86,43 @@ def test_daemon_events_carry_the_evidence(tmp_path):
         assert sum(v for k, v in ev["contributions"].items()) == pytest.approx(ev["llr"], abs=0.01)
         assert ev["model"] == "threshold_fallback" and "motion" in e["timing_ms"]
     assert len({e["track_id"] for e in events}) == len(events)  # one decision per track
+
+
+def _recorded(frames: list[tuple[float, float, float, float, float, str]]) -> dict:
+    """A run's recorded evidence for one clip "c": per frame (frame LLR, face px, motion LLR, shift, r_hom,
+    medium sides); NaN = none."""
+    keys = ("frame_llr", "face_box_px", "motion_llr", "motion_shift_px", "motion_r_hom_px", "medium_sides")
+    return {k: {"c": [f[i] for f in frames]} for i, k in enumerate(keys)}
+
+
+def test_replay_decides_again_from_recorded_evidence():
+    from convert.bench_liveness import replay_clip
+    from firmware_app.liveness import DecisionParams
+    from firmware_app.medium import MediumModel
+
+    nan = float("nan")
+    door = DecisionParams(min_moved_px=0.7, planar_veto_llr=-0.5, min_track_s=0.6, min_face_px=60)
+    # a person walking up: weak far frames, then near ones that lean live; the face moves coherently
+    walk = _recorded([(-0.5, 45.0, nan, 1.0, 0.1, "")] * 6 + [(1.1, 90.0, nan, 1.0, 0.1, "")] * 25)
+    live = replay_clip(walk, "c", door, None, 10.0)
+    assert live["first_face"] == 0 and [d["decision"] for d in live["decisions"]] == ["live"]
+    assert live["decisions"][0]["frame"] == 10  # 5 near frames (sum 5.5), 0.6 s old: frames 6..10
+    every_frame = replay_clip(walk, "c", replace(door, min_face_px=0), None, 10.0)
+    assert [d["decision"] for d in every_frame["decisions"]] == ["undecided"]  # far frames drag the mean
+    # a hand-held picture: live-looking frames, one frame pair that moved as a plane, a border around it
+    held = _recorded([(2.0, 80.0, -0.9 if k == 3 else nan, 3.0 if k == 3 else 1.0, 0.1, "LRTB")
+                      for k in range(31)])
+    assert replay_clip(held, "c", door, None, 10.0)["decisions"][0]["decision"] == "undecided"
+    no_motion = replace(door, min_moved_px=0.0, planar_veto_llr=None)
+    assert replay_clip(held, "c", no_motion, None, 10.0)["decisions"][0]["decision"] == "live"
+    table = MediumModel((0.0, 0.0, 0.0, -1.6, -4.5))
+    assert replay_clip(held, "c", no_motion, table, 10.0)["decisions"][0]["decision"] == "spoof"
+    unseen = _recorded([(nan, nan, nan, nan, nan, None)] * 5)
+    assert replay_clip(unseen, "c", door, table, 10.0) == {"first_face": None, "decisions": []}
+
+
+def test_replay_without_a_recorded_run_says_what_to_do(tmp_path, capsys):
+    from convert.bench_liveness import main
+
+    assert main(["--replay", str(tmp_path / "summary.json")]) == 2
+    assert "no recorded run" in capsys.readouterr().err
