@@ -23,7 +23,9 @@ Faces: bona fide frames of the synthetic test split (`make data-test`), and the 
 photographs of train/synth/photo_sources.py shown whole, as a camera would see that person (measured
 here, never trained on), each at several scales. Prints per case the median and 90th percentile of
 |score change| / colour (or centred) score, the median LLR change, and the share of the changed frames
-whose LLR is at or below the bundle's frame threshold at BPCER 1 % (reference frames in brackets);
+whose LLR is at or below the bundle's frame threshold at BPCER 1 % (reference frames in brackets), and
+the share the door gives no say because the crop runs past the frame edge over more than
+`liveness.max_outside` (those frames neither help nor hurt a track);
 issue 13's bar is a median within 10 %. `relative_change` and `score_face` are what
 tests/test_field_stability.py uses on a few frames.
 """
@@ -39,11 +41,12 @@ from pathlib import Path
 import numpy as np
 
 from firmware_app.camera.colour import to_grey3
+from firmware_app.config import LivenessConfig
 from firmware_app.depth import DepthEstimator
 from firmware_app.evidence import EvidenceModel, frame_features
 from firmware_app.face import Face
 from firmware_app.pipeline import landmark_box
-from firmware_app.preprocess import BORDERS, crop_input, crop_transform, fill_of
+from firmware_app.preprocess import BORDERS, crop_input, crop_transform, fill_of, outside_share
 
 TIGHT = 1.15  # the edge case's frame: this many face boxes around the face
 PHOTO_SCALES = (0.35, 0.5, 0.7, 1.0)
@@ -54,6 +57,7 @@ STYLE_STREAM = 8  # the restyle's rng stream: frame k is restyled by default_rng
 class FaceScore:
     relief_mm: float  # plane-removed relief range (NaN: too little face)
     llr: float
+    outside: float = 0.0  # share of the crop past the frame edge
 
 
 class Scorer:
@@ -75,10 +79,11 @@ class Scorer:
         t = crop_transform(box, eyes if self.crop.use_eyes else None, self.crop.crop_scale)
         r = self.depth.predict(crop_input(rgb, t, self.fill))
         f = frame_features(r.relief_mm, r.face_prob, r.live_logit)
+        outside = outside_share(t, rgb.shape[:2])
         if f is None:
-            return FaceScore(float("nan"), float("nan"))
+            return FaceScore(float("nan"), float("nan"), outside)
         return FaceScore(f.plane_range_mm, self.model.llr(f) if set(self.model.names) <= set(f.values)
-                         else float("nan"))
+                         else float("nan"), outside)
 
     def score_face(self, rgb: np.ndarray, face: Face) -> FaceScore:
         return self.score_box(rgb, landmark_box(face), _eyes(face))
@@ -142,6 +147,9 @@ def summary(pairs: list[tuple[FaceScore, FaceScore]], threshold: float | None = 
         if threshold is not None:  # frames that would be rejected alone, changed and reference
             extra["rejected"] = float(np.mean([b.llr <= threshold for _, b in scored]))
             extra["rejected_reference"] = float(np.mean([r <= threshold for r in ref]))
+        no_say = LivenessConfig().max_outside  # the door gives frames cut this much by the edge no say
+        extra["no_say"] = float(np.mean([b.outside > no_say for _, b in scored]))
+        extra["no_say_reference"] = float(np.mean([a.outside > no_say for a, _ in scored]))
     return {**extra, "faces": len(pairs), "scored": int(ok.sum()),
             "median_rel_change": float(np.median(rel[ok])) if ok.any() else None,
             "p90_rel_change": float(np.quantile(rel[ok], 0.9)) if ok.any() else None,
@@ -204,13 +212,14 @@ def run(bundle_dir: Path, dataset: Path, n: int, fill: str | None = None) -> dic
 
 def table(res: dict) -> str:
     lines = ["| case | faces scored | median change | p90 change | within 10 % | median LLR change | "
-             "rejected alone (reference) |", "|---|---|---|---|---|---|---|"]
+             "rejected alone (reference) | no say at the door (reference) |", "|---" * 8 + "|"]
     for k, v in res.items():
         if isinstance(v, dict) and v.get("median_rel_change") is not None:
             rejected = f"{v['rejected']:.1%} ({v['rejected_reference']:.1%})" if "rejected" in v else ""
+            no_say = f"{v['no_say']:.0%} ({v['no_say_reference']:.0%})" if "no_say" in v else ""
             lines.append(f"| {k} | {v['scored']}/{v['faces']} | {v['median_rel_change']:.1%} | "
                          f"{v['p90_rel_change']:.1%} | {v['within_10pct']:.0%} | "
-                         f"{v['median_llr_change']:+.2f} | {rejected} |")
+                         f"{v['median_llr_change']:+.2f} | {rejected} | {no_say} |")
     return "\n".join(lines)
 
 

@@ -70,7 +70,7 @@ def run_clip(clip_dir: Path, bundle, cfg: Config, fps: float) -> dict:
     camera = make_camera(cam_cfg)
     camera.open()
     traj, decisions, first_face, frame_llr, motion_llr, motion_shift, face_px = [], [], None, [], [], [], []
-    medium, motion_r_hom = [], []
+    medium, motion_r_hom, outside = [], [], []
     try:
         while True:
             try:
@@ -88,6 +88,7 @@ def run_clip(clip_dir: Path, bundle, cfg: Config, fps: float) -> dict:
             motion_shift.append(float(lv.motion.shift) if lv and lv.motion else math.nan)
             motion_r_hom.append(float(lv.motion.r_hom) if lv and lv.motion else math.nan)
             face_px.append(float(r.face.box[2] - r.face.box[0]) if r.face is not None else math.nan)
+            outside.append(r.crop.outside if r.crop is not None else math.nan)
             medium.append(lv.medium.edges.sides if lv and lv.medium else None)
             if r.decision:
                 decisions.append({"frame": k, "decision": r.decision.decision, "track": r.decision.track_id,
@@ -97,18 +98,20 @@ def run_clip(clip_dir: Path, bundle, cfg: Config, fps: float) -> dict:
         camera.close()
     return {"first_face": first_face, "decisions": decisions, "trajectory": traj, "frame_llr": frame_llr,
             "motion_llr": motion_llr, "motion_shift": motion_shift, "motion_r_hom": motion_r_hom,
-            "face_px": face_px, "medium": medium,
+            "face_px": face_px, "medium": medium, "outside": outside,
             "motion_ms": pipe.profiler.summary()["stages"].get("motion", {}).get("p50_ms")}
 
 
 def replay_clip(rec: dict, name: str, params: DecisionParams, medium: MediumModel | None, fps: float) -> dict:
-    """One clip's decisions again from the evidence a run recorded (summary.json: frame LLR, motion
-    estimate, medium sides, face width per frame), under other decision parameters: seconds instead of
-    minutes, no rendering, no network. Exact for changes that can only decide sooner (a lower mean rule,
-    a wider window) and for undecided tracks; motion and medium were recorded only until the run decided,
-    so a stricter rule that decides later than the run did misses that later evidence (it adds nothing)."""
+    """One clip's decisions again from the evidence a run recorded (summary.json, per frame: frame LLR,
+    motion estimate, medium sides, face width, crop share past the frame edge), under other decision
+    parameters: seconds instead of minutes, no rendering, no network. Exact for changes that can only
+    decide sooner (a lower mean rule, a wider window) and for undecided tracks; motion and medium were
+    recorded only until the run decided, so a stricter rule that decides later than the run did misses
+    that later evidence (it adds nothing)."""
     frame_llr, motion_llr, shift, r_hom, face_px, sides = (rec[k][name] for k in (
         "frame_llr", "motion_llr", "motion_shift_px", "motion_r_hom_px", "face_box_px", "medium_sides"))
+    outside = rec.get("crop_outside", {}).get(name) or [0.0] * len(face_px)  # not recorded before 2026-12-02
     first, track, decisions = None, None, []
     for k, px in enumerate(face_px):
         if not _finite(px):
@@ -122,7 +125,7 @@ def replay_clip(rec: dict, name: str, params: DecisionParams, medium: MediumMode
             judged = motion_llr[k] if _finite(motion_llr[k]) else None
             motion = MotionEstimate(judged, "" if judged is not None else "abstained", 0, shift[k], r_hom[k])
         medium_llr = medium.llr(MediumEdges(sides[k], 0)) if medium and sides[k] is not None else 0.0
-        d = track.add(k / fps, score, motion, medium_llr, px)
+        d = track.add(k / fps, score, motion, medium_llr, px, outside[k] if _finite(outside[k]) else 0.0)
         if d is not None:
             decisions.append({"frame": k, "decision": d.decision, "track": 1, "llr": round(d.llr, 3),
                               "reason": d.reason})
@@ -303,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
          "motion_shift_px": {k: [round(x, 3) for x in v["motion_shift"]] for k, v in results.items()},
          "motion_r_hom_px": {k: [round(x, 3) for x in v["motion_r_hom"]] for k, v in results.items()},
          "face_box_px": {k: [round(x, 1) for x in v["face_px"]] for k, v in results.items()},
+         # per frame: the share of the crop past the frame edge
+         "crop_outside": {k: [round(x, 3) for x in v["outside"]] for k, v in results.items()},
          # per frame: the sides of the face box with a medium-like edge (None: cue off or track decided)
          "medium_sides": {k: v["medium"] for k, v in results.items()}},
         indent=1, allow_nan=True) + "\n")

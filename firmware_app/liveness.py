@@ -114,6 +114,7 @@ class DecisionParams:
     min_track_s: float = 0.0  # no live before this long after the track's first frame
     mean_window_s: float = 0.0  # > 0: the mean frame evidence may also be that of this last stretch
     min_face_px: float = 0.0  # frames with a narrower face (landmark box, frame px) add no frame evidence
+    max_outside: float = 1.0  # nor frames whose crop runs past the frame edge over more than this share
 
     @property
     def live_bound(self) -> float:
@@ -133,7 +134,7 @@ class Decision:
     live_bound: float
     spoof_bound: float
     frames: int  # scored frames used
-    unscored: int  # frames of the track with too little face, or a face narrower than min_face_px
+    unscored: int  # frames with too little face, a face under min_face_px, or cut by the frame edge
     motion_pairs: int  # frame pairs the motion cue judged
     elapsed_s: float  # from the track's first frame
     contributions: dict  # cue → summed (clipped) LLR: each frame feature, "bias", "motion", "medium"
@@ -147,7 +148,7 @@ class TrackEvidence:
     def __init__(self, track_id: int, params: DecisionParams, t0: float):
         self.track_id, self.p, self.t0 = track_id, params, t0
         self.frame_sum = self.motion_pos = self.motion_neg = self.medium_sum = 0.0
-        self.frames = self.unscored = self.motion_pairs = self.distant = 0
+        self.frames = self.unscored = self.motion_pairs = self.distant = self.cut = 0
         self.moved = params.min_moved_px <= 0  # no motion gate: counts as moved
         self.planar_seen = False
         self.recent: list[tuple[float, float]] = []  # (t, clipped frame LLR + medium) of scored frames
@@ -159,13 +160,16 @@ class TrackEvidence:
         return self.frame_sum + min(self.motion_pos, MOTION_TOTAL_MAX) + self.motion_neg + self.medium_sum
 
     def add(self, t: float, score: Score | None, motion: MotionEstimate | None = None,
-            medium_llr: float = 0.0, face_px: float = math.inf) -> Decision | None:
+            medium_llr: float = 0.0, face_px: float = math.inf, outside: float = 0.0) -> Decision | None:
         if self.verdict is not None:
             return None  # decided: no frame flips a track
         medium_llr = min(medium_llr, 0.0)  # a border lowers; its absence proves nothing
         self.medium_sum += medium_llr
         if score is not None and face_px < self.p.min_face_px:  # too few pixels to tell a picture: no say
             self.distant += 1
+            score = None
+        elif score is not None and outside > self.p.max_outside:  # the crop's fill, not the face, would say
+            self.cut += 1
             score = None
         if score is None:
             self.unscored += 1
@@ -218,6 +222,8 @@ class TrackEvidence:
             reason = f"no decision within {p.timeout_s:g} s: {where} after {self.frames} scored frame(s)"
             if self.distant:
                 reason += f" ({self.distant} more with the face under {p.min_face_px:g} px: come closer)"
+            if self.cut:
+                reason += f" ({self.cut} more with the face cut by the frame edge: step into view)"
         else:
             return None
         self.verdict = verdict
@@ -243,8 +249,8 @@ class LivenessDecider:
         return ev
 
     def add(self, track_id: int, t: float, score: Score | None, motion: MotionEstimate | None = None,
-            medium_llr: float = 0.0, face_px: float = math.inf) -> Decision | None:
-        return self.track(track_id, t).add(t, score, motion, medium_llr, face_px)
+            medium_llr: float = 0.0, face_px: float = math.inf, outside: float = 0.0) -> Decision | None:
+        return self.track(track_id, t).add(t, score, motion, medium_llr, face_px, outside)
 
     def verdict(self, track_id: int) -> str | None:
         ev = self._tracks.get(track_id)

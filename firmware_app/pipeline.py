@@ -41,6 +41,7 @@ from firmware_app.preprocess import (
     crop_transform,
     eye_angle_deg,
     fill_of,
+    outside_share,
 )
 from firmware_app.profiling import Profiler
 
@@ -112,6 +113,7 @@ class FaceStage:
 class CropResult:
     transform: CropTransform
     input: np.ndarray  # (160, 160, 3) uint8
+    outside: float = 0.0  # share of the crop past the frame edge (filled, not seen)
 
 
 class CropStage:
@@ -120,7 +122,7 @@ class CropStage:
 
     def process(self, rgb: np.ndarray, face: FaceResult) -> CropResult:
         t = crop_transform(face.box, face.eyes if self.use_eyes else None, self.crop_scale)
-        return CropResult(t, crop_input(rgb, t, self.fill))
+        return CropResult(t, crop_input(rgb, t, self.fill), outside_share(t, rgb.shape[:2]))
 
 
 @dataclass(frozen=True)
@@ -173,10 +175,11 @@ class LivenessStage:
 
     def process(self, track_id: int, depth: DepthResult, t: float,
                 motion: MotionEstimate | None = None, medium: MediumResult | None = None,
-                face_px: float = math.inf) -> LivenessResult:
+                face_px: float = math.inf, outside: float = 0.0) -> LivenessResult:
         self.decider.keep_only([track_id])
         score = self.scorer.score(depth)
-        decision = self.decider.add(track_id, t, score, motion, medium.llr if medium else 0.0, face_px)
+        medium_llr = medium.llr if medium else 0.0
+        decision = self.decider.add(track_id, t, score, motion, medium_llr, face_px, outside)
         track = self.decider.track(track_id, t)
         return LivenessResult(score, decision, motion, track.llr, track.verdict, medium)
 
@@ -200,7 +203,7 @@ def decision_params(lv: LivenessConfig) -> DecisionParams:
     return DecisionParams(lv.apcer_target, lv.bpcer_target, lv.frame_llr_max, lv.min_frames,
                           lv.min_mean_llr, lv.timeout_s, lv.min_moved_px if lv.motion else 0.0,
                           lv.planar_veto_llr if lv.motion else None, lv.min_track_s,
-                          lv.mean_window_s, lv.min_face_px)
+                          lv.mean_window_s, lv.min_face_px, lv.max_outside)
 
 
 class Pipeline:
@@ -266,7 +269,7 @@ class Pipeline:
                 medium = self.medium.process(frame.rgb, face)
         with self.profiler.stage("liveness"):
             liveness = self.liveness.process(face.track_id, depth, frame.timestamp, motion, medium,
-                                             float(face.box[2] - face.box[0]))
+                                             float(face.box[2] - face.box[0]), crop.outside)
         return FrameResult(frame, face, crop, depth, liveness)
 
 

@@ -153,6 +153,11 @@ def inside_frame(t: CropTransform, hw: tuple[int, int], size: int = INPUT_SIZE) 
     return (xy[..., 0] > -0.5) & (xy[..., 0] < hw[1] - 0.5) & (xy[..., 1] > -0.5) & (xy[..., 1] < hw[0] - 0.5)
 
 
+def outside_share(t: CropTransform, hw: tuple[int, int], size: int = 20) -> float:
+    """Share of the crop square past the edge of an (h, w) frame, i.e. filled (on a size×size grid)."""
+    return 1.0 - float(inside_frame(t, hw, size).mean())
+
+
 def _runs_past(t: CropTransform, hw: tuple[int, int]) -> bool:
     """Whether the square reaches past an (h, w) frame (cheap: its four corners)."""
     corners = cv2.transform(np.array([[[0, 0], [1, 0], [0, 1], [1, 1]]], np.float64), t.affine_inverse(1))[0]

@@ -282,3 +282,23 @@ def test_v1_bundle_runs_with_the_threshold_fallback(tmp_path):
     assert {"plane_range", "bias"} == set(scored[0].score.contributions)
     assert sum(r.liveness.decision is not None for r in results) <= 1
     assert {"detect", "motion", "liveness"} <= set(pipe.profiler.summary()["stages"])
+
+
+def test_a_face_cut_by_the_frame_edge_has_no_say():
+    """max_outside: when most of the crop is fill past the frame edge, the fill would decide, not the face."""
+    from firmware_app.preprocess import crop_transform, outside_share
+
+    assert outside_share(crop_transform((200, 150, 300, 250)), (480, 640)) == 0.0  # inside the frame
+    half = outside_share(crop_transform((590, 150, 690, 250)), (480, 640))  # centred on the right edge
+    assert 0.45 < half < 0.55
+    params = DecisionParams(max_outside=0.25)
+    cut = TrackEvidence(1, params, 0.0)
+    out = [cut.add(0.1 * k, _score(-5.0), outside=0.5) for k in range(31)]  # a close face scored as a print
+    decided = [d for d in out if d is not None]
+    assert [d.decision for d in decided] == [UNDECIDED] and "frame edge" in decided[0].reason
+    assert cut.frames == 0 and cut.llr == 0.0  # neither spoof nor live: it never counted
+    seen = TrackEvidence(2, params, 0.0)
+    assert next(d for d in (seen.add(0.1 * k, _score(-5.0), outside=0.2) for k in range(31)) if d).decision \
+        == SPOOF
+    with pytest.raises(ConfigError, match="liveness.max_outside"):
+        parse_config("camera: {source: x}\nliveness: {max_outside: 1.5}\n")
