@@ -102,6 +102,10 @@ def run_clip(clip_dir: Path, bundle, cfg: Config, fps: float) -> dict:
             "motion_ms": pipe.profiler.summary()["stages"].get("motion", {}).get("p50_ms")}
 
 
+REPLAY_KEYS = ("fps", "clips_detail", "frame_llr", "motion_llr", "motion_shift_px", "motion_r_hom_px",
+               "face_box_px", "medium_sides")  # what a run records that a replay reads
+
+
 def replay_clip(rec: dict, name: str, params: DecisionParams, medium: MediumModel | None, fps: float) -> dict:
     """One clip's decisions again from the evidence a run recorded (summary.json, per frame: frame LLR,
     motion estimate, medium sides, face width, crop share past the frame edge), under other decision
@@ -137,8 +141,16 @@ def _finite(v) -> bool:
     return v is not None and math.isfinite(v)
 
 
-def replay(summary_path: Path, cfg: Config, bundle, window_s: float) -> tuple[dict, list[dict]]:
-    rec = json.loads(summary_path.read_text())
+def replay(summary_path: Path, cfg: Config, bundle, window_s: float) -> dict:
+    """The summary of every recorded clip decided again (ValueError: not a summary this can replay)."""
+    try:
+        rec = json.loads(summary_path.read_text())
+        missing = [k for k in REPLAY_KEYS if k not in rec]
+    except (OSError, ValueError, TypeError) as e:
+        raise ValueError(f"{summary_path}: not a door benchmark summary.json ({e})") from None
+    if missing:
+        raise ValueError(f"{summary_path}: not a door benchmark summary.json (no {', '.join(missing)}); "
+                         "run python -m convert.bench_liveness to record one")
     lv, fps = cfg.liveness, float(rec["fps"])
     medium = MediumModel.from_manifest(getattr(bundle, "liveness", {}) or {}) if lv.medium else None
     rows = []
@@ -148,7 +160,7 @@ def replay(summary_path: Path, cfg: Config, bundle, window_s: float) -> tuple[di
         outcome = kinds[0] if kinds else ("no face" if res["first_face"] is None else "none")
         rows.append({**{k: clip[k] for k in ("name", "label", "motion", "content")}, "outcome": outcome,
                      **clip_outcome(clip["label"], res, fps, window_s)})
-    return summarise(rows, window_s), rows
+    return summarise(rows, window_s)
 
 
 def clip_outcome(label: str, res: dict, fps: float, window_s: float) -> dict:
@@ -270,7 +282,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: no recorded run at {a.replay} (run this benchmark without --replay first)",
                   file=sys.stderr)
             return 2
-        summary, _ = replay(a.replay, cfg, bundle, a.window_s)
+        try:
+            summary = replay(a.replay, cfg, bundle, a.window_s)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         print(report_text(summary, a.window_s))
         print(f"replayed the evidence recorded in {a.replay} with {a.config or 'the default config'}")
         return 0

@@ -126,3 +126,7 @@ def test_replay_without_a_recorded_run_says_what_to_do(tmp_path, capsys):
 
     assert main(["--replay", str(tmp_path / "summary.json")]) == 2
     assert "no recorded run" in capsys.readouterr().err
+    (tmp_path / "summary.json").write_text('{"fps": 10}')  # something else, or a run of an older format
+    assert main(["--replay", str(tmp_path / "summary.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a door benchmark summary.json (no clips_detail" in err
