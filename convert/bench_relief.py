@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from firmware_app.bundle import BundleError, load_bundle
-from train import metrics as M
 from train.breakdown import breakdown
 from train.config import config_from_dict
-from train.evaluate import evaluate, iter_examples
+from train.evaluate import evaluate
 from train.synth.dataset import DatasetPlan, write_dataset
 from train.synth.dataset_index import DatasetError, DatasetIndex, write_json_atomic
 from train.synth.generator import GeneratorConfig
@@ -63,8 +62,7 @@ def scaled_test_set(out: Path, scale: float, n: int) -> DatasetIndex:
 def score_scale(predict, index: DatasetIndex, scale: float, data, model) -> ScaleRow:
     result = evaluate(predict, index, "test", data=data, model=model)
     g = result.bona_fide
-    true_range = np.array([M.relief_range(ex.relief, ex.face, detrend=True)
-                           for _, _, ex in iter_examples(index, "test", data, model)])
+    true_range = np.array([s.true_planar_range_mm for s in result.scores])
     pred_range = np.array([s.planar_range_mm for s in result.scores])
     bands = breakdown(result.scores, index)
     return ScaleRow(scale, g.n, g.inner_mae_mm, g.inner_mae_plane_mm, g.slope_p50,

@@ -148,7 +148,8 @@ class TrackEvidence:
     def __init__(self, track_id: int, params: DecisionParams, t0: float):
         self.track_id, self.p, self.t0 = track_id, params, t0
         self.frame_sum = self.motion_pos = self.motion_neg = self.medium_sum = 0.0
-        self.frames = self.unscored = self.motion_pairs = self.distant = self.cut = 0
+        self.frames = self.unscored = self.motion_pairs = 0
+        self.no_say: dict[str, int] = {}  # why frames with a score were given no say → how many
         self.moved = params.min_moved_px <= 0  # no motion gate: counts as moved
         self.planar_seen = False
         self.recent: list[tuple[float, float]] = []  # (t, clipped frame LLR + medium) of scored frames
@@ -165,11 +166,9 @@ class TrackEvidence:
             return None  # decided: no frame flips a track
         medium_llr = min(medium_llr, 0.0)  # a border lowers; its absence proves nothing
         self.medium_sum += medium_llr
-        if score is not None and face_px < self.p.min_face_px:  # too few pixels to tell a picture: no say
-            self.distant += 1
-            score = None
-        elif score is not None and outside > self.p.max_outside:  # the crop's fill, not the face, would say
-            self.cut += 1
+        why = self._no_say(face_px, outside) if score is not None else None
+        if why:
+            self.no_say[why] = self.no_say.get(why, 0) + 1
             score = None
         if score is None:
             self.unscored += 1
@@ -194,6 +193,14 @@ class TrackEvidence:
             else:
                 self.motion_neg += motion.llr
         return self._decide(t, score)
+
+    def _no_say(self, face_px: float, outside: float) -> str | None:
+        """Why this frame's score may not count, if so."""
+        if face_px < self.p.min_face_px:  # too few pixels to tell a picture from a head
+            return f"the face under {self.p.min_face_px:g} px: come closer"
+        if outside > self.p.max_outside:  # the crop's fill, not the face, would decide
+            return "the face cut by the frame edge: step into view"
+        return None
 
     def _decide(self, t: float, score: Score | None) -> Decision | None:
         p, llr, elapsed = self.p, self.llr, t - self.t0
@@ -220,10 +227,7 @@ class TrackEvidence:
                 where = (f"evidence {llr:.2f} past the live bound {p.live_bound:.2f} but the mean frame LLR "
                          f"{mean:.2f} < {p.min_mean_llr:g}")
             reason = f"no decision within {p.timeout_s:g} s: {where} after {self.frames} scored frame(s)"
-            if self.distant:
-                reason += f" ({self.distant} more with the face under {p.min_face_px:g} px: come closer)"
-            if self.cut:
-                reason += f" ({self.cut} more with the face cut by the frame edge: step into view)"
+            reason += "".join(f" ({n} more with {why})" for why, n in self.no_say.items())
         else:
             return None
         self.verdict = verdict

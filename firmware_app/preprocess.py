@@ -155,6 +155,8 @@ def inside_frame(t: CropTransform, hw: tuple[int, int], size: int = INPUT_SIZE) 
 
 def outside_share(t: CropTransform, hw: tuple[int, int], size: int = 20) -> float:
     """Share of the crop square past the edge of an (h, w) frame, i.e. filled (on a size×size grid)."""
+    if not _runs_past(t, hw):  # the usual frame: its four corners settle it
+        return 0.0
     return 1.0 - float(inside_frame(t, hw, size).mean())
 
 

@@ -60,6 +60,7 @@ class SampleScore:
     inner_mae_mm: float = float("nan")  # shift-aligned
     inner_mae_plane_mm: float = float("nan")  # plane-aligned
     slope: float = float("nan")  # least-squares slope of predicted on true relief there (1 = true amplitude)
+    true_planar_range_mm: float = float("nan")  # planar_range_mm of the true relief (amplitude ratio's base)
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,8 @@ def score_sample(ex: Example, relief: np.ndarray, prob: np.ndarray, bins: np.nda
                         M.iou(prob, face), M.relief_range(relief, face),
                         M.relief_range(relief, face, detrend=True), *topk,
                         M.mae(M.plane_align(relief, t, face), t, face), M.mae(inner_aligned, t, inner),
-                        M.mae(M.plane_align(relief, t, inner), t, inner), M.slope(relief, t, inner))
+                        M.mae(M.plane_align(relief, t, inner), t, inner), M.slope(relief, t, inner),
+                        M.relief_range(t, face, detrend=True))
     return score, aligned
 
 
