@@ -179,3 +179,13 @@ def test_bench_detect_bands_and_report():
     text = "\n".join(format_report("search", outs, {}, hold=4))
     assert "19/20" in text and "95.0% ok" in text and "1st frame   0.0%" in text
     assert "misses: 1, of which 1 with |yaw| ≥ 40°" in text
+
+
+def test_bench_detect_samples_one_band(capsys):
+    from train.bench_detect import main, render
+
+    frames = render(6, 2, 2000.0, min_distance=1500.0)
+    assert all(1400 < f.distance_mm < 2100 for f in frames)  # eye distance: ± the head's own depth
+    with pytest.raises(SystemExit) as exit_:
+        main(["--min-distance", "2500"])
+    assert exit_.value.code == 2 and "--min-distance <" in capsys.readouterr().err

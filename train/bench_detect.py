@@ -1,9 +1,11 @@
 """Face detection from 30 cm to 2 m on bona fide synthetic frames: short range vs the configured search.
 
-    python -m train.bench_detect [--n 200] [--seed 0] [--max-distance 2000] [--tiles 2] [--hold 0]
+    python -m train.bench_detect [--n 200] [--seed 0] [--min-distance 300] [--max-distance 2000] [--tiles 2]
+                                 [--hold 0]
                                  [--grey] [--json out/bench/detect.json]
 
-Renders N bona fide 640×480 frames (train.synth GeneratorConfig(distance_mm=(300, max_distance)), one
+Renders N bona fide 640×480 frames (train.synth GeneratorConfig(distance_mm=(min_distance, max_distance)):
+300 mm-2 m by default; a band alone, e.g. --min-distance 1500, to sample the far faces more densely), one
 identity per frame; with --grey each frame as a `camera.colour: grey` camera delivers it) and runs on each:
 
 - short_range: BlazeFace short range on the whole frame, as the daemon did before (no keypoint check);
@@ -62,12 +64,13 @@ class Outcome:
     box: tuple[float, ...] | None  # the matching detection's box
 
 
-def render(n: int, seed: int, max_distance: float, progress: bool = False) -> list[Rendered]:
+def render(n: int, seed: int, max_distance: float, progress: bool = False,
+           min_distance: float = MIN_DISTANCE_MM) -> list[Rendered]:
     from train.synth.face_render import make_identity
     from train.synth.generator import GeneratorConfig, generate_sample
     from train.synth.sample import BONA_FIDE
 
-    cfg = GeneratorConfig(distance_mm=(MIN_DISTANCE_MM, float(max_distance)))
+    cfg = GeneratorConfig(distance_mm=(float(min_distance), float(max_distance)))
     out, start = [], time.perf_counter()
     for i in range(n):
         identity = make_identity(i, np.random.default_rng([seed, i, 1]))
@@ -194,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.bench_detect", description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=200, help="bona fide frames (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--min-distance", type=float, default=MIN_DISTANCE_MM,
+                        help="mm (default: %(default)s)")
     parser.add_argument("--max-distance", type=float, default=2000.0, help="mm (default: %(default)s)")
     parser.add_argument("--hold", type=int, default=0, help="frames each still face is shown to the search "
                         "(default: enough for every tile, tiles² / tiles-per-frame)")
@@ -205,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
                         "(camera.colour: grey)")
     parser.add_argument("--json", type=Path, default=Path("out/bench/detect.json"))
     args = parser.parse_args(argv)
-    if args.n < 1 or args.hold < 0 or args.tiles_per_frame < 1 or args.max_distance <= MIN_DISTANCE_MM:
-        parser.error(f"need --n, --tiles-per-frame ≥ 1, --hold ≥ 0, --max-distance > {MIN_DISTANCE_MM:.0f}")
+    if (args.n < 1 or args.hold < 0 or args.tiles_per_frame < 1 or args.min_distance < MIN_DISTANCE_MM
+            or args.max_distance <= args.min_distance):
+        parser.error(f"need --n, --tiles-per-frame ≥ 1, --hold ≥ 0, {MIN_DISTANCE_MM:.0f} ≤ --min-distance < "
+                     "--max-distance")
     search = SearchConfig(tiles=args.tiles, tiles_per_frame=args.tiles_per_frame,
                           propose_score=args.propose_score)
     hold = args.hold or max(1, -(-search.tiles**2 // search.tiles_per_frame))
@@ -215,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     models = ensure_mediapipe_models()
     short = FaceDetector(models.face_detector, num_threads=1)
     full = FaceDetector(models.face_detector_full_range, num_threads=1)
-    frames = render(args.n, args.seed, args.max_distance, progress=True)
+    frames = render(args.n, args.seed, args.max_distance, progress=True, min_distance=args.min_distance)
     if args.grey:
         from firmware_app.camera.colour import to_grey3
 
@@ -231,9 +238,10 @@ def main(argv: list[str] | None = None) -> int:
             (run_search(finder, frames, hold), hold),
     }  # fmt: skip
     print(f"bona fide synthetic frames{' (grey)' if args.grey else ''}, 640x480, "
-          f"{MIN_DISTANCE_MM:.0f}-{args.max_distance:.0f} mm, "
+          f"{args.min_distance:.0f}-{args.max_distance:.0f} mm, "
           f"seed {args.seed}, n={args.n}; goal ≥ {100 * GOAL:.0f}% per band")  # fmt: skip
-    report = {"n": args.n, "seed": args.seed, "max_distance_mm": args.max_distance, "grey": args.grey,
+    report = {"n": args.n, "seed": args.seed, "min_distance_mm": args.min_distance,
+              "max_distance_mm": args.max_distance, "grey": args.grey,
               "runs": {}}
     for name, (outcomes, hold) in runs.items():
         fit = box_fit(frames, outcomes)
