@@ -1,7 +1,7 @@
 """facedepth device daemon.
 
     python -m firmware_app run --config C [--validate-config]   the daemon (SIGTERM/SIGINT stop it cleanly)
-    python -m firmware_app predict IMAGE --bundle B [--out DIR] [--ply F]  crop box, depth, mask, verdict
+    python -m firmware_app predict IMAGE --bundle B [--out DIR] [--ply F]  crop box, depth, mask, evidence
     python -m firmware_app profile --config C [--frames N | --seconds S] [--plot P]  latency, FPS, RSS
     python -m firmware_app config                                every config field, default and description
 
@@ -186,7 +186,10 @@ def cmd_predict(args) -> int:
             score_mm=np.float32(score.score_mm if score else np.nan),
         )
     np.savez_compressed(out / f"{stem}.npz", **arrays)
-    print(_predict_summary(args.image, result, threshold, out / f"{stem}.png"))
+    no_say = None
+    if result.face:  # why the track gave this frame's score no say, if it did
+        no_say = next(iter(pipeline.liveness.decider.track(result.face.track_id, 0.0).no_say), None)
+    print(_predict_summary(args.image, result, threshold, out / f"{stem}.png", no_say))
     if args.ply and result.face:
         from firmware_app.depth import face_point_cloud, write_ply
 
@@ -209,16 +212,27 @@ def cmd_predict(args) -> int:
     return 0 if result.face else 1
 
 
-def _predict_summary(image, result, threshold: float, png: Path) -> str:
+def _predict_summary(image, result, threshold: float, png: Path, no_say: str | None = None) -> str:
     if result.face is None:
         return f"{image}: no face found; wrote {png}"
-    score = result.liveness.score
+    liveness = result.liveness
+    score = liveness.score
     box = ", ".join(f"{v:.0f}" for v in result.face.box)
     if score is None:
         return f"{image}: face at [{box}] but too little face in the depth map; wrote {png}"
-    verdict = "LIVE" if score.live else "SPOOF"
+    medium_llr = liveness.medium.llr if liveness.medium else 0.0
+    counted = liveness.llr - medium_llr
+    how = (f" not counted: {no_say}" if no_say
+           else f" counted {counted:+.2f}" if abs(counted - score.llr) > 1e-6 else "")  # frame_llr_max
+    medium = f", medium edges {medium_llr:+.2f}" if liveness.medium else ""
+    evidence = f"evidence {liveness.llr:+.2f} (frame LLR {score.llr:+.2f}{how}{medium})"
+    if liveness.decision:  # one frame can reach the spoof bound, never live (min_frames, motion)
+        verdict = f"{liveness.decision.decision.upper()}: {liveness.decision.reason}"
+    else:
+        lean = "live" if liveness.llr > 0 else "spoof"
+        verdict = f"leans {lean}, {evidence}; one frame is not a decision (the daemon decides along a track)"
     return (
-        f"{image}: {verdict}  score {score.score_mm:.1f} mm (threshold {threshold:.1f}), face box [{box}], "
+        f"{image}: {verdict}; score {score.score_mm:.1f} mm (threshold {threshold:.1f}), face box [{box}], "
         f"{score.face_cells} face cells; wrote {png} and .npz"
     )
 
@@ -290,7 +304,7 @@ def parser() -> argparse.ArgumentParser:
         "--validate-config", action="store_true", help="check the config (and bundle), then exit"
     )
     run.set_defaults(func=cmd_run)
-    pred = sub.add_parser("predict", help="depth and verdict for one image")
+    pred = sub.add_parser("predict", help="depth and liveness evidence of one image (a lean, not a decision)")
     pred.add_argument("image", type=Path)
     pred.add_argument("--bundle", type=Path, help="release bundle (default: the config's depth.bundle)")
     pred.add_argument("--config", type=Path, help="device config: detector/liveness settings, trusted keys")

@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # daemon.py imports this module
     from firmware_app.pipeline import FrameResult
 
 RELIEF_SCALE_MM = (-60.0, 40.0)  # far (blue) … near (red); the default bundle's relief_range_mm
+GREY = (200, 200, 200)
+VERDICT_COLOURS = {"live": (0, 220, 0), "spoof": (230, 40, 40), "undecided": (230, 170, 40)}  # RGB
 
 
 def relief_colours(relief_mm: np.ndarray, scale: tuple[float, float] = RELIEF_SCALE_MM) -> np.ndarray:
@@ -55,6 +57,20 @@ def depth_rgba(depth: DepthResult, face_prob: float = 0.5) -> np.ndarray:
     return np.concatenate([relief_colours(depth.relief_mm), alpha[..., None]], axis=-1)
 
 
+def verdict_label(result: FrameResult) -> tuple[str, tuple[int, int, int]]:
+    """The panel's headline and its colour. LIVE / SPOOF / UNDECIDED only where the track decided (on this
+    frame or before); a frame on its own only leans, because the door never decides live from one frame."""
+    liveness = result.liveness
+    if result.face is None:
+        return "no face", GREY
+    if liveness is None or liveness.score is None:
+        return "too little face", GREY
+    decided = liveness.decision.decision if liveness.decision else liveness.verdict
+    if decided:
+        return decided.upper(), VERDICT_COLOURS.get(decided, GREY)
+    return ("leans live", (120, 180, 120)) if liveness.llr > 0 else ("leans spoof", (200, 120, 120))
+
+
 def decision_panel(result: FrameResult, threshold_mm: float) -> np.ndarray:
     """RGB panel: network input | depth colour map | verdict text (for predict and saved decisions)."""
     h = 160
@@ -62,25 +78,19 @@ def decision_panel(result: FrameResult, threshold_mm: float) -> np.ndarray:
     depth = depth_colormap(result.depth) if result.depth else np.zeros((h, h, 3), np.uint8)
     text = np.zeros((h, 200, 3), np.uint8)
     score = result.liveness.score if result.liveness else None
-    verdict = (
-        "no face"
-        if result.face is None
-        else "too little face"
-        if score is None
-        else ("LIVE" if score.live else "SPOOF")
-    )
-    colour = (0, 220, 0) if verdict == "LIVE" else (230, 40, 40) if verdict == "SPOOF" else (200, 200, 200)
-    cv2.putText(text, verdict, (10, 50), cv2.FONT_HERSHEY_SIMPLEX, 1.0, colour, 2, cv2.LINE_AA)
+    verdict, colour = verdict_label(result)
+    cv2.putText(text, verdict, (10, 50), cv2.FONT_HERSHEY_SIMPLEX, 0.9, colour, 2, cv2.LINE_AA)
     if score:
         for i, line in enumerate(
             (
                 f"score {score.score_mm:.1f} mm",
                 f"threshold {threshold_mm:.1f} mm",
                 f"face cells {score.face_cells}",
+                f"evidence {result.liveness.llr:+.2f}",
             )
         ):
             cv2.putText(
-                text, line, (10, 90 + 22 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (220, 220, 220), 1, cv2.LINE_AA
+                text, line, (10, 80 + 20 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (220, 220, 220), 1, cv2.LINE_AA
             )
     return np.concatenate([crop, depth, text], axis=1)
 

@@ -50,6 +50,8 @@ def test_predict_writes_face_point_cloud(tmp_path):
                 tmp_path / "out", "--ply", ply)
     assert proc.returncode == 0, proc.stderr
     assert "face points" in proc.stdout
+    # one image is evidence, never a live decision (the door decides along a track)
+    assert "one frame is not a decision" in proc.stdout and "LIVE" not in proc.stdout
     n, rows = _read_ply(ply)
     npz = np.load(tmp_path / "out" / f"{image.stem}.npz")
     assert n == rows.shape[0] == int(npz["mask"].sum()) > 0  # exactly the face cells
