@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-eval-samples", type=int, default=0,
                    help="evaluate only the first N samples of test/val (0 = whole splits)")
     p.add_argument("--threads", type=int, default=2, help="LiteRT threads during verification")
+    p.add_argument("--mirror-average", action="store_true",
+                   help="the device runs each crop and its mirror and averages; the evidence is fitted so "
+                        "(off by default: see the README's liveness section)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -36,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         r = build_bundle(a.run_dir, a.out, n_calib=a.n_calib, dataset=a.dataset,
-                         max_eval_samples=a.max_eval_samples, num_threads=a.threads)
+                         max_eval_samples=a.max_eval_samples, num_threads=a.threads,
+                         mirror_average=a.mirror_average)
     except GateError as e:
         print(f"refused: {e}", file=sys.stderr)
         return 1

@@ -105,7 +105,7 @@ def band_table(rows: list[ScaleRow], attr: str, title: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from convert.verify import TFLitePredict
+    from convert.verify import TFLitePredict, mirror_averaged
 
     p = argparse.ArgumentParser(prog="python -m convert.bench_relief", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cfg = config_from_dict(bundle.manifest["training_config"])
     predict = TFLitePredict(bundle.depth_model, num_threads=1)
+    predict = mirror_averaged(predict) if bundle.crop.mirror_average else predict
     rows = []
     for scale in a.scales:
         try:

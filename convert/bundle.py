@@ -111,7 +111,7 @@ def _file_entry(path: Path) -> dict:
 
 
 def make_manifest(out: Path, info: dict, cfg, q: QuantResult, v: VerifyResult, index, source: dict,
-                  files: list[str]) -> dict:
+                  files: list[str], mirror_average: bool = False) -> dict:
     from train.model import bin_centres
 
     table = {name: _file_entry(out / name) for name in files}
@@ -130,7 +130,7 @@ def make_manifest(out: Path, info: dict, cfg, q: QuantResult, v: VerifyResult, i
                      "source": source},
         "crop": {"input_size": info["crop"]["input_size"], "grid_size": info["crop"]["grid_size"],
                  "crop_scale": info["crop"]["scale"], "border": cfg.data.border,  # the crop calibrated on
-                 "use_eyes": info["crop"]["use_eyes"]},
+                 "use_eyes": info["crop"]["use_eyes"], "mirror_average": mirror_average},
         "depth_bins_mm": [round(float(c), 4) for c in bin_centres(cfg.model)],
         "relief_range_mm": list(cfg.model.relief_range_mm),
         "liveness": v.liveness.to_manifest(),
@@ -150,8 +150,13 @@ def make_manifest(out: Path, info: dict, cfg, q: QuantResult, v: VerifyResult, i
 
 
 def build_bundle(run_dir, out_dir, *, n_calib: int = DEFAULT_CALIB, dataset=None, max_eval_samples: int = 0,
-                 num_threads: int = 2, mediapipe_dest=DEFAULT_DEST, signing_key=None) -> BundleResult:
+                 num_threads: int = 2, mediapipe_dest=DEFAULT_DEST, signing_key=None,
+                 mirror_average: bool = False) -> BundleResult:
     """Quantise the run's model, verify it (GateError if refused), write, sign and re-validate the bundle.
+
+    mirror_average: the device runs each crop and its mirror and averages (firmware_app/depth.py); the
+    evidence is calibrated that way and the manifest's crop.mirror_average tells the device. Off by
+    default: measured, it lowers real-photo content's evidence, bona fide as much as attacks (README).
 
     signing_key: the private key file (default $FACEDEPTH_SIGNING_KEY, else keys/dev/signing.key).
     """
@@ -166,7 +171,7 @@ def build_bundle(run_dir, out_dir, *, n_calib: int = DEFAULT_CALIB, dataset=None
     try:
         q = quantize(run_dir, staged, n_calib, dataset=index, run=run)
         v = verify(run_dir, staged, dataset=index, max_samples=max_eval_samples, num_threads=num_threads,
-                   run=run)
+                   run=run, mirror_average=mirror_average)
         v.check()
         models = ensure_mediapipe_models(mediapipe_dest)
         (out / MANIFEST).unlink(missing_ok=True)  # from here on the directory is not a valid bundle
@@ -183,7 +188,7 @@ def build_bundle(run_dir, out_dir, *, n_calib: int = DEFAULT_CALIB, dataset=None
     _write_atomic(out / DEVICE_EXAMPLE, device_example(v.liveness.threshold_mm, public_key).encode())
     source = json.loads(Path(models.source).read_text())
     files = [DEPTH_FILE, DETECTOR_FILE, FULL_RANGE_FILE, LICENSE_FILE, DEVICE_EXAMPLE]
-    manifest = _json_safe(make_manifest(out, info, cfg, q, v, index, source, files))
+    manifest = _json_safe(make_manifest(out, info, cfg, q, v, index, source, files, mirror_average))
     _write_atomic(out / MANIFEST, (json.dumps(manifest, indent=1, allow_nan=False) + "\n").encode())
     sign_bundle(out, signing_key)
     load_bundle(out, [public_key])  # what the device will do

@@ -17,6 +17,8 @@ A test split without attacks cannot check the second rule: that is recorded in `
 
 The same run also calibrates the liveness threshold on the validation split with the int8 model
 (convert/liveness.py) and times the int8 model (median of 50 invokes, 1 thread, this machine).
+With `mirror_average` both models are scored as the device will run them: each crop and its mirror,
+averaged (`mirror_averaged`, through firmware_app.depth.mirror_mean), and the evidence is fitted on that.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 
 from convert.liveness import LivenessCalibration, calibrate, liveness_score, medium_counts
 from convert.quantize import ConvertError, dataset_of, load_checked_run, named_outputs
-from firmware_app.depth import DepthResult
+from firmware_app.depth import DepthResult, mirror_mean
 from firmware_app.tflite import make_interpreter
 from train.evaluate import EvalResult, evaluate, keras_predict_fn
 
@@ -79,6 +81,19 @@ class TFLitePredict:
                 live.append(float(self.dequantise("live").ravel()[0]))
         bins = np.stack(bins)
         return np.stack(relief), 1.0 - bins[..., -1], bins, (np.array(live, np.float32) if live else None)
+
+
+def mirror_averaged(fn):
+    """A batch predict function (uint8 (N, 160, 160, 3) → relief, face prob, bins, live or None) that runs
+    `fn` on the crops and on their mirrors and averages, as the device's DepthEstimator does."""
+
+    def predict(batch: np.ndarray):
+        direct, mirrored = fn(batch), fn(np.ascontiguousarray(batch[:, :, ::-1]))
+        maps = [mirror_mean(a, b, x_axis=2) for a, b in zip(direct[:3], mirrored[:3], strict=True)]
+        live = None if direct[3] is None else 0.5 * (direct[3] + mirrored[3])
+        return (*maps, live)
+
+    return predict
 
 
 class Recorder:
@@ -157,14 +172,16 @@ class VerifyResult:
 
 
 def verify(run_dir, tflite_path, *, split: str = "test", dataset=None, max_samples: int = 0,
-           num_threads: int = 2, run=None) -> VerifyResult:
+           num_threads: int = 2, run=None, mirror_average: bool = False) -> VerifyResult:
     """Score float and int8 side by side on `split`, calibrate liveness on val, apply the gate."""
     cfg, model, info = run or load_checked_run(run_dir)
     index = dataset_of(info, dataset)
     kw = {"data": cfg.data, "model": cfg.model, "max_samples": max_samples}
+    as_run = mirror_averaged if mirror_average else (lambda fn: fn)
     t0 = time.perf_counter()
-    float_r = evaluate(keras_predict_fn(model), index, split, **kw)
-    int8_fn = TFLitePredict(tflite_path, num_threads)
+    float_r = evaluate(as_run(keras_predict_fn(model)), index, split, **kw)
+    int8_tflite = TFLitePredict(tflite_path, num_threads)
+    int8_fn = as_run(int8_tflite)
     rec_test = Recorder(int8_fn)
     int8_r = evaluate(rec_test, index, split, **kw)
     rec_val = Recorder(int8_fn)
@@ -177,7 +194,7 @@ def verify(run_dir, tflite_path, *, split: str = "test", dataset=None, max_sampl
                          val_medium=val_medium, test_medium=test_medium)
     except ValueError as e:
         raise GateError(f"{tflite_path}: the liveness threshold cannot be calibrated: {e}") from e
-    step = float(int8_fn.out["relief"]["quantization"][0])
+    step = float(int8_tflite.out["relief"]["quantization"][0])
     failures, notes = gate(float_r, int8_r, step)
     latency = benchmark_ms(tflite_path, 1)
     log.info("verified %s on %d %s samples in %.0f s", Path(tflite_path).name, len(int8_r.scores), split,

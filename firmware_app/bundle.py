@@ -75,6 +75,7 @@ class CropParams:
     crop_scale: float
     border: str
     use_eyes: bool
+    mirror_average: bool = False  # run the crop and its mirror, average (firmware_app/depth.py); absent: off
 
 
 @dataclass(frozen=True)
@@ -191,9 +192,11 @@ def _crop(manifest: dict, where: Path) -> CropParams:
     c = manifest.get("crop")
     try:
         crop = CropParams(int(c["input_size"]), int(c["grid_size"]), float(c["crop_scale"]), str(c["border"]),
-                          bool(c["use_eyes"]))
-    except (KeyError, TypeError, ValueError, OverflowError) as e:
+                          bool(c["use_eyes"]), c.get("mirror_average", False))
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as e:
         raise _fail(where, f"'crop' is incomplete ({str(e)[:100]!r})") from None
+    if not isinstance(crop.mirror_average, bool):  # the evidence was calibrated one way: no guessing
+        raise _fail(where, f"'crop.mirror_average' is {crop.mirror_average!r}: must be true or false")
     if crop.border not in BORDERS:
         raise _fail(where, f"'crop' border {crop.border!r} is unknown to this firmware (known: "
                            f"{', '.join(BORDERS)}); update the firmware or rebuild the bundle")

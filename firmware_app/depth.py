@@ -7,6 +7,11 @@ signature: "bins" (1, 80, 80, K+1) int8 softmax whose last channel is the backgr
 (1, 80, 80, 1) int8 millimetres, and, in v2 models, "live" (1, 1) int8: the network's liveness logit
 (+ = bona fide). Each is dequantised with its own scale/zero point. A model without "live" (v1) gives
 `live_logit=None`.
+
+Mirror averaging (the bundle's `crop.mirror_average`, off unless built with `--mirror-average`): the crop
+and its horizontal mirror are both run and each output is averaged with the mirrored one flipped back
+(`mirror_mean`), for twice the depth cost. The bundle's evidence is calibrated on the averaged outputs
+(convert uses `mirror_mean` too), so the device must do the same.
 """
 
 from __future__ import annotations
@@ -40,9 +45,22 @@ def _quant(details: dict) -> tuple[float, int]:
     return float(scale), int(zero)
 
 
+def mirror_mean(direct: np.ndarray, mirrored: np.ndarray, x_axis: int) -> np.ndarray:
+    """The mean of an output and the mirrored crop's output flipped back along the crop's x axis."""
+    return 0.5 * (direct + np.flip(mirrored, axis=x_axis))
+
+
+def merge_mirrored(direct: DepthResult, mirrored: DepthResult) -> DepthResult:
+    """One DepthResult from a crop's and its mirror's (the mirror's maps flipped back, then averaged)."""
+    live = None if direct.live_logit is None else 0.5 * (direct.live_logit + mirrored.live_logit)
+    return DepthResult(mirror_mean(direct.relief_mm, mirrored.relief_mm, 1),
+                       mirror_mean(direct.face_prob, mirrored.face_prob, 1), live)
+
+
 class DepthEstimator:
-    def __init__(self, model_path: Path | str, num_threads: int = 1):
+    def __init__(self, model_path: Path | str, num_threads: int = 1, mirror_average: bool = False):
         self.model_path = Path(model_path)
+        self.mirror_average = mirror_average  # the bundle's crop.mirror_average: what it was calibrated on
         self._interp = make_interpreter(self.model_path, num_threads)
         inputs = self._interp.get_input_details()
         if (
@@ -133,6 +151,13 @@ class DepthEstimator:
         return float((int(self._interp.get_tensor(self._live["index"]).ravel()[0]) - zero) * scale)
 
     def predict(self, crop_rgb: np.ndarray) -> DepthResult:
+        """The crop's depth; with mirror averaging, merged with its horizontal mirror's."""
+        direct = self._predict_once(crop_rgb)
+        if not self.mirror_average:
+            return direct
+        return merge_mirrored(direct, self._predict_once(np.ascontiguousarray(crop_rgb[:, ::-1])))
+
+    def _predict_once(self, crop_rgb: np.ndarray) -> DepthResult:
         bins, relief = self.invoke(crop_rgb)
         (bs, bz), (rs, rz) = self._bins_q, self._relief_q
         background = (bins[:, :, -1].astype(np.float32) - bz) * np.float32(bs)

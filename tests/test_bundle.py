@@ -70,6 +70,7 @@ def test_valid_bundle_loads(bundle):
     assert b.outputs["bins"].shape == (1, 80, 80, N_BINS + 1) and b.outputs["relief"].scale == 0.4
     assert b.bins_mm == (-30.0, -10.0, 10.0, 30.0) and b.liveness_threshold_mm == 12.5
     assert b.crop.crop_scale == 1.6 and b.detector.name == "det.tflite"
+    assert b.crop.mirror_average is False  # a bundle from before mirror averaging was calibrated without it
     q = np.array([20, 30, -128], np.int8)
     np.testing.assert_allclose(b.outputs["relief"].dequantize(q), [0.0, 4.0, -59.2], atol=1e-5)
 
@@ -184,6 +185,15 @@ def test_unsigned_or_garbled_signature_or_no_keys_is_refused(bundle):
         sig.write_bytes(garbage)
         with pytest.raises(BundleError, match="manifest.json"):
             load_bundle(bundle, [DEV_PUB])
+
+
+def test_mirror_average_is_read_and_must_be_a_bool(tmp_path):
+    crop = {"input_size": 160, "grid_size": 80, "crop_scale": 1.6, "border": "constant0", "use_eyes": True}
+    on = write_bundle(tmp_path / "on", crop={**crop, "mirror_average": True})
+    assert load_bundle(on).crop.mirror_average is True
+    bad = write_bundle(tmp_path / "bad", crop={**crop, "mirror_average": "yes"})
+    with pytest.raises(BundleError, match="mirror_average"):  # calibrated one way or the other: no guessing
+        load_bundle(bad)
 
 
 @pytest.mark.parametrize("field,value", [

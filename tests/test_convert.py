@@ -168,6 +168,7 @@ def test_bundle_loads_with_metrics_and_threshold(built):
     assert q["mae_mm"] <= 1.05 * f["mae_mm"] + 0.05 and f["n"] == q["n"] == 9
     assert m["metrics"]["int8"]["attack"]["n"] == 3
     assert b.bins_mm == pytest.approx(np.linspace(-55, 35, 10)) and m["crop"]["crop_scale"] == 1.6
+    assert m["crop"]["mirror_average"] is False and b.crop.mirror_average is False  # one pass unless asked
     live = m["liveness"]
     assert (live["n_val"]["bona_fide"], live["n_val"]["attack"], live["percentiles"]) == (15, 5, [1, 99])
     assert live["val_bpcer"] <= 0.01 + live["n_val"]["unscored"] / 15  # unscored bona fide count as rejected

@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from firmware_app.depth import DepthEstimator, DepthModelError, DepthResult
+from convert.verify import TFLitePredict, mirror_averaged
+from firmware_app.depth import DepthEstimator, DepthModelError, DepthResult, merge_mirrored
 from firmware_app.evidence import EvidenceModel
 from firmware_app.face import FaceDetector, iou
 from firmware_app.liveness import FrameScorer, relief_score
@@ -38,6 +39,47 @@ def test_depth_matches_the_float_model(bundle_dir):
         assert got.relief_mm.shape == got.face_prob.shape == (80, 80)
         assert np.abs(got.relief_mm - ref["relief"][0, :, :, 0]).mean() < 0.5  # mm, a few int8 steps
         np.testing.assert_allclose(got.face_prob, 1 - ref["bins"][0, :, :, -1], atol=0.03)
+
+
+def _biased_net(batch: np.ndarray):
+    """A stand-in depth net with a left-right bias (relief grows to the right): what averaging removes."""
+    grey = batch.astype(np.float32).mean(axis=-1)[:, ::2, ::2] / 10.0
+    relief = grey + np.linspace(0.0, 8.0, 80, dtype=np.float32)
+    bins = np.stack([grey / 26.0, 1.0 - grey / 26.0], axis=-1)
+    return relief, 1.0 - bins[..., -1], bins, grey.mean(axis=(1, 2)) + batch[:, :, :80].mean(axis=(1, 2, 3))
+
+
+def test_mirror_average_undoes_the_flip_on_the_crops_x_axis():
+    crop = np.random.default_rng(3).integers(0, 256, (1, 160, 160, 3), dtype=np.uint8)
+    mirror = np.ascontiguousarray(crop[:, :, ::-1])
+    plain = _biased_net(np.concatenate([crop, mirror]))
+    assert np.abs(plain[0][1] - plain[0][0][:, ::-1]).mean() > 1.0  # the net alone is not mirror-symmetric
+    averaged = mirror_averaged(_biased_net)
+    a, m = averaged(crop), averaged(mirror)
+    for got, of_mirror in zip(a[:3], m[:3], strict=True):
+        np.testing.assert_allclose(of_mirror[0], got[0][:, ::-1], atol=1e-4)
+    assert m[3][0] == pytest.approx(a[3][0])
+    # the device merges its two DepthResults with the same function
+    direct, flipped = (DepthResult(r, p, float(g))
+                       for r, p, g in zip(plain[0], plain[1], plain[3], strict=True))
+    merged = merge_mirrored(direct, flipped)
+    np.testing.assert_allclose(merged.relief_mm, a[0][0], atol=1e-5)
+    np.testing.assert_allclose(merged.face_prob, a[1][0], atol=1e-6)
+    assert merged.live_logit == pytest.approx(float(a[3][0]))
+
+
+def test_device_and_convert_mirror_average_the_bundle_alike(bundle_dir):
+    """DepthEstimator(mirror_average=True) on the device and convert's batch path give the same maps: the
+    evidence is fitted on what the device computes."""
+    model = bundle_dir / "depth.tflite"
+    est = DepthEstimator(model, 1, mirror_average=True)
+    crops = [c[0].astype(np.uint8) for (c,) in representative_crops(2)]
+    relief, prob, _, live = mirror_averaged(TFLitePredict(model, 1))(np.stack(crops))
+    for j, crop in enumerate(crops):
+        got = est.predict(crop)
+        np.testing.assert_allclose(relief[j], got.relief_mm, atol=1e-4)
+        np.testing.assert_allclose(prob[j], got.face_prob, atol=1e-4)
+        assert (live is None) == (got.live_logit is None)
 
 
 def test_depth_quantises_as_pixel_minus_128(bundle_dir):

@@ -194,7 +194,7 @@ DEPTH_OF_ONE_CROP = (
     "h, w = rgb.shape[:2]; s = min(h, w)\n"
     "crop = cv2.resize(np.ascontiguousarray(rgb[(h - s) // 2:(h + s) // 2, (w - s) // 2:(w + s) // 2]),\n"
     "                  (b.crop.input_size, b.crop.input_size), interpolation=cv2.INTER_AREA)\n"
-    "r = DepthEstimator(b.depth_model, 1).predict(crop)\n"
+    "r = DepthEstimator(b.depth_model, 1, b.crop.mirror_average).predict(crop)\n"
     "print(json.dumps({'relief': r.relief_mm.round(4).tolist(), 'face': r.face_prob.round(4).tolist()}))\n"
 )
 
