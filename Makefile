@@ -1,6 +1,8 @@
 # facedepth — `make` lists the targets.
 PY      ?= .venv/bin/python
 OUT     ?= out
+# the device's fallback runtime (requirements/device-fallback.txt) as an x86 venv
+TFLRT   := $(OUT)/tflrt
 N       ?= 24000
 ATTACK_SHARE ?= 0.3
 RELIEF  ?= 1 1
@@ -94,9 +96,10 @@ bench-detect: setup  ## face detection 30 cm-2 m by distance band: short range v
 	$(PY) -m convert.mediapipe_assets
 	$(PY) -m train.bench_detect --n $(DETECT_N) --seed $(SEED)
 
-arm-check: setup  ## device side on aarch64 under qemu 10 (rootfs + wheels cached in out/arm) vs x86: same decisions (BUNDLE=)
+arm-check: setup $(TFLRT)/.installed  ## device side on aarch64 under qemu 10 (rootfs + wheels cached in out/arm), ai-edge-litert and the tflite-runtime fallback, each vs x86: same decisions (BUNDLE=)
 	@test -f $(QS)/clip/labels.json || $(MAKE) --no-print-directory qs-clip
-	$(PY) -m tools.arm_check --bundle $(BUNDLE) --clip $(QS)/clip --out $(OUT)/arm --trusted-key $(TRUSTED_KEY)
+	$(PY) -m tools.arm_check --bundle $(BUNDLE) --clip $(QS)/clip --out $(OUT)/arm --trusted-key $(TRUSTED_KEY) \
+		--x86-fallback-python $(TFLRT)/bin/python
 
 bench-peer: setup  ## int8 depth vs MediaPipe face mesh: 1-thread latency, relief MAE (BUNDLE=) → out/bench/peer.json
 	$(PY) -m convert.mediapipe_assets
@@ -111,10 +114,9 @@ bench-photo-attacks: setup  ## frame APCER on that slice per source, type, face 
 	@test -f $(OUT)/photo_attacks/index.json || $(MAKE) --no-print-directory photo-attacks
 	$(PY) -m convert.photo_attack_eval --bundle $(BUNDLE) --dataset $(OUT)/photo_attacks --out $(OUT)/bench/photo_attacks.json
 
-TFLRT := $(OUT)/tflrt
-$(TFLRT)/.installed: requirements/tflite-runtime.txt
+$(TFLRT)/.installed: requirements/device-fallback.txt  # the device's fallback set, on x86
 	python3 -m venv $(TFLRT)
-	$(TFLRT)/bin/pip install -q -r requirements/tflite-runtime.txt
+	$(TFLRT)/bin/pip install -q -r requirements/device-fallback.txt
 	touch $@
 
 verify-runtimes: setup $(TFLRT)/.installed  ## BUNDLE's model under ai_edge_litert and tflite_runtime on out/synth's test split, side by side

@@ -9,6 +9,7 @@
       facedepth.service         the systemd unit (deploy/facedepth.service)
       config.yaml               the device config C
       requirements/device.txt   what the device venv needs (no TensorFlow)
+      requirements/device-fallback.txt  the same with tflite-runtime, where ai-edge-litert has no wheel
       bundle/                   the release bundle B (manifest.json + .tflite files)
       firmware_app/             the daemon's code (no __pycache__)
 
@@ -67,7 +68,8 @@ def stage(bundle: Path, config: Path, dest: Path) -> None:
     shutil.copytree(REPO / "firmware_app", dest / "firmware_app", ignore=_ignore)
     shutil.copytree(bundle, dest / "bundle", ignore=_ignore)
     (dest / "requirements").mkdir()
-    shutil.copy2(REPO / "requirements" / "device.txt", dest / "requirements" / "device.txt")
+    for name in ("device.txt", "device-fallback.txt"):  # the fallback: install.sh, where no ai-edge-litert
+        shutil.copy2(REPO / "requirements" / name, dest / "requirements" / name)
     shutil.copy2(config, dest / "config.yaml")
     shutil.copy2(DEPLOY / "facedepth.service", dest / "facedepth.service")
     shutil.copy2(DEPLOY / "install.sh", dest / "install.sh")

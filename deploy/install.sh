@@ -11,7 +11,7 @@
 #   2. system user `facedepth` (only as root without FACEDEPTH_ROOT), state + outbox directories;
 #   3. the venv <app>/venv (--system-site-packages on Raspberry Pi OS / Jetson so apt's
 #      python3-picamera2 / JetPack OpenCV are visible), requirements/device.txt, falling back to
-#      tflite-runtime where ai-edge-litert has no wheel;
+#      requirements/device-fallback.txt (tflite-runtime, numpy 1.x) where ai-edge-litert has no wheel;
 #   4. if <app>/current already is this release and /healthz answers: print "unchanged", exit 0;
 #   5. atomic switch of <app>/current (ln -s + mv -T), the old target kept as <app>/previous;
 #   6. (re)start: systemd when running, else the supervisor mode below;
@@ -118,12 +118,8 @@ setup_venv() {
     fi
     if ! "$PY" -m pip install "$@" -r "$RELEASE/requirements/device.txt"; then
         say "ai-edge-litert not installable here; trying tflite-runtime (built for numpy 1.x)"
-        # tflite-runtime 2.14 needs numpy<2, and so an OpenCV wheel built for numpy 1.x (< 4.11)
-        sed -e 's/^ai-edge-litert.*/tflite-runtime/' -e 's/^numpy.*/numpy>=1.24,<2/' \
-            -e 's/^opencv-python-headless.*/opencv-python-headless>=4.8,<4.11/' \
-            "$RELEASE/requirements/device.txt" > "$VENV/req-fallback.txt"
-        grep -qi '^PyYAML' "$VENV/req-fallback.txt" || echo 'PyYAML>=6.0' >> "$VENV/req-fallback.txt"
-        "$PY" -m pip install "$@" -r "$VENV/req-fallback.txt" || die 3 "pip install failed"
+        # tflite-runtime 2.14 needs numpy<2 and an OpenCV built for it: pinned, and tested by make arm-check
+        "$PY" -m pip install "$@" -r "$RELEASE/requirements/device-fallback.txt" || die 3 "pip install failed"
     fi
 }
 

@@ -239,6 +239,7 @@ def test_version_changes_iff_content_changes(tmp_path):
     assert a.name == b.name and a.name.startswith("test-tiny-")
     release = json.loads((a / "RELEASE.json").read_text())
     assert "firmware_app/__main__.py" in release["files"] and "bundle/manifest.json" in release["files"]
+    assert {"requirements/device.txt", "requirements/device-fallback.txt"} <= set(release["files"])
     assert not any("__pycache__" in p for p in release["files"])
     c = build(bundle, _config(tmp_path / "c2.yaml", 8322, tmp_path), tmp_path / "c")
     assert c.name != a.name

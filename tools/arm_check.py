@@ -2,6 +2,7 @@
 
     python -m tools.arm_check [--out out/arm] [--bundle bundle/default] [--clip out/quickstart/clip]
     python -m tools.arm_check --resolve-only     # the cheap part CI runs: aarch64 wheels resolve
+    python -m tools.arm_check --no-fallback      # only the ai-edge-litert environment
 
 1. qemu-aarch64 10 or newer (bookworm's qemu-user-static 7.2 segfaults in ai-edge-litert's
    allocate_tensors; bookworm-backports has 10). The interpreter is started through qemu explicitly
@@ -21,6 +22,12 @@
    0.04 px between the two CPUs, and that moves the crop: on the quick-start clip the per-frame scores
    differed by up to 1.4 mm (4.7 %) with identical decisions, while the same frame's crop from a
    fixed box is bit-identical.
+5. The same again on the fallback a device without an ai-edge-litert wheel gets from deploy/install.sh:
+   requirements/device-fallback.txt (tflite-runtime 2.14, numpy 1.x) in OUT/site-fallback-<hash>, where
+   firmware_app.tflite must pick tflite_runtime, against the same set on x86 (--x86-fallback-python,
+   out/tflrt: `make verify-runtimes`'s second runtime), with the same tolerances. Each environment is
+   compared with its own runtime on x86: tflite-runtime and ai-edge-litert differ by more than two CPUs
+   do (one crop's relief: ~2 output steps on average), which `make verify-runtimes` measures.
 """
 
 from __future__ import annotations
@@ -55,6 +62,10 @@ FRAME_TOL = 1
 # they must agree to within half a step.
 DEPTH_MEAN_TOL_STEPS = 0.5
 SCORE_REL_TOL = 0.10  # a deciding frame's score, relative to x86's (the crop moves with float boxes)
+# The track's evidence when it decided (nats; the bounds are ±4.61). Not compared: the raw relief range
+# (`relief_range_mm`), which no decision reads and which, over a flat medium whose face mask ends where
+# the medium does, moved by 2.4 mm (6 output steps) between x86 and aarch64 under tflite-runtime.
+LLR_TOL = 0.5
 QEMU_MIN = 10
 EMULATION_TIMEOUT_S = 86400.0
 
@@ -75,19 +86,27 @@ def pip_target_args() -> list[str]:
     return args
 
 
-def requirements() -> list[str]:
-    return ["-r", str(REPO / "requirements/device.txt"), "-c", str(REPO / "requirements/constraints.txt")]
+# The device's two environments: the requirement files each installs (the fallback pins exactly, and its
+# numpy 1.x would clash with the workstation constraints).
+ENVIRONMENTS = {"main": ("device.txt", "constraints.txt"), "fallback": ("device-fallback.txt",)}
 
 
-def resolve_wheels(report: Path) -> dict:
+def requirements(env: str = "main") -> list[str]:
+    first, *constraints = ENVIRONMENTS[env]
+    return ["-r", str(REPO / "requirements" / first),
+            *(a for c in constraints for a in ("-c", str(REPO / "requirements" / c)))]
+
+
+def resolve_wheels(report: Path, env: str = "main") -> dict:
     """The aarch64 wheels pip would install for the device (metadata only, nothing installed)."""
     cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed",
            "--disable-pip-version-check", "--target", str(report.parent / "unused"), "--report", str(report),
-           *pip_target_args(), *requirements()]  # fmt: skip
+           *pip_target_args(), *requirements(env)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
-        raise ArmCheckError(f"requirements/device.txt does not resolve to aarch64 cp311 wheels:\n    {tail}")
+        raise ArmCheckError(f"requirements/{ENVIRONMENTS[env][0]} does not resolve to aarch64 cp311 wheels:"
+                            f"\n    {tail}")
     items = json.loads(report.read_text())["install"]
     return {i["metadata"]["name"].lower(): (i["metadata"]["version"], i["download_info"]["url"])
             for i in items}  # fmt: skip
@@ -137,17 +156,17 @@ def ensure_rootfs(out: Path) -> Path:
     return root
 
 
-def ensure_site(out: Path) -> Path:
-    pins = b"".join((REPO / "requirements" / n).read_bytes() for n in ("device.txt", "constraints.txt"))
+def ensure_site(out: Path, env: str = "main") -> Path:
+    pins = b"".join((REPO / "requirements" / n).read_bytes() for n in ENVIRONMENTS[env])
     digest = hashlib.sha256(pins).hexdigest()[:12]
-    site = out / f"site-{digest}"
+    site = out / f"site-{env}-{digest}"
     if (site / ".facedepth-ready").is_file():
         return site
-    for old in out.glob("site-*"):
+    for old in out.glob(f"site-{env}-*"):
         shutil.rmtree(old, ignore_errors=True)
-    t = step(f"installing requirements/device.txt as aarch64 cp311 wheels into {site}")
+    t = step(f"installing requirements/{ENVIRONMENTS[env][0]} as aarch64 cp311 wheels into {site}")
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target",
-           str(site), *pip_target_args(), *requirements()]  # fmt: skip
+           str(site), *pip_target_args(), *requirements(env)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         raise ArmCheckError(f"pip could not install the aarch64 wheels: {(proc.stderr or proc.stdout)[-800:]}"
@@ -160,9 +179,10 @@ def ensure_site(out: Path) -> Path:
 class Runner:
     """Runs `python -c/-m ...` on the host or under qemu with the aarch64 rootfs and wheels."""
 
-    def __init__(self, qemu: str | None = None, rootfs: Path | None = None, site: Path | None = None):
-        self.qemu, self.rootfs, self.site = qemu, rootfs, site
-        self.name = "aarch64" if qemu else "x86_64"
+    def __init__(self, qemu: str | None = None, rootfs: Path | None = None, site: Path | None = None,
+                 name: str = "", python: str = sys.executable):
+        self.qemu, self.rootfs, self.site, self.python = qemu, rootfs, site, python  # python: x86 only
+        self.name = name or ("aarch64" if qemu else "x86_64")
 
     def __call__(self, args: list[str], env: dict | None = None, timeout: int = 3600) -> str:
         e = {**os.environ, **(env or {})}
@@ -171,7 +191,7 @@ class Runner:
             e["PYTHONPATH"] = os.pathsep.join([str(REPO), str(self.site)])
             e["PYTHONNOUSERSITE"] = "1"
         else:
-            cmd = [sys.executable, *args]
+            cmd = [self.python, *args]
             e["PYTHONPATH"] = str(REPO)
         proc = subprocess.run(cmd, cwd=REPO, env=e, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
@@ -181,10 +201,14 @@ class Runner:
         return proc.stdout
 
 
-PROBE = (
-    "import platform, sys, numpy, cv2, yaml, ai_edge_litert, cryptography\n"
-    "print(platform.machine(), sys.version.split()[0], 'numpy', numpy.__version__, 'cv2', cv2.__version__)\n"
+PROBE = (  # argv[1]: the TFLite runtime firmware_app.tflite must pick in this environment
+    "import platform, sys, numpy, cv2, yaml, cryptography\n"
+    "from firmware_app.tflite import runtime_name\n"
+    "assert runtime_name() == sys.argv[1], f'firmware_app.tflite picks {runtime_name()}, not {sys.argv[1]}'\n"
+    "print(platform.machine(), sys.version.split()[0], 'numpy', numpy.__version__, 'cv2', cv2.__version__,\n"
+    "      runtime_name())\n"
 )
+RUNTIME = {"main": "ai_edge_litert", "fallback": "tflite_runtime"}
 DEPTH_OF_ONE_CROP = (
     "import json, sys, cv2, numpy as np\n"
     "from firmware_app.bundle import load_bundle\n"
@@ -253,7 +277,8 @@ def run_daemon(run: Runner, out: Path, clip: Path, bundle: Path) -> tuple[list[d
 
 def compare(x86: list[dict], arm: list[dict], score_tol_mm: float) -> list[str]:
     """Problems (empty = the same verdict for every track, decided within FRAME_TOL frames of x86's, and
-    where both decided on the same frame, scores within SCORE_REL_TOL of x86's or score_tol_mm)."""
+    where both decided on the same frame, the score within SCORE_REL_TOL of x86's or score_tol_mm and the
+    track's evidence within LLR_TOL)."""
     def verdicts(events):
         return [(e.get("track_id"), e.get("decision")) for e in events]
 
@@ -266,47 +291,80 @@ def compare(x86: list[dict], arm: list[dict], score_tol_mm: float) -> list[str]:
             problems.append(f"track {track}: decided at frame {fb}, x86 at {fa} (more than {FRAME_TOL} "
                             "apart)")
             continue
-        for k in ("score_mm", "relief_range_mm"):
-            if fa == fb and isinstance(a.get(k), (int, float)) and isinstance(b.get(k), (int, float)):
-                tol = max(score_tol_mm, SCORE_REL_TOL * abs(a[k]))
-                if abs(a[k] - b[k]) > tol:
-                    problems.append(f"track {track}: {k} {a[k]} vs {b[k]} (> {tol:.2f} mm)")
+        if fa != fb:
+            continue
+        sa, sb = a.get("score_mm"), b.get("score_mm")
+        if isinstance(sa, (int, float)) and isinstance(sb, (int, float)):
+            tol = max(score_tol_mm, SCORE_REL_TOL * abs(sa))
+            if abs(sa - sb) > tol:
+                problems.append(f"track {track}: score_mm {sa} vs {sb} (> {tol:.2f} mm)")
+        la, lb = (e.get("evidence", {}).get("llr") if isinstance(e.get("evidence"), dict) else None
+                  for e in (a, b))  # fmt: skip
+        if isinstance(la, (int, float)) and not (isinstance(lb, (int, float)) and abs(la - lb) <= LLR_TOL):
+            problems.append(f"track {track}: evidence {la} vs {lb} (tolerance {LLR_TOL})")
     return problems
 
 
-def full_check(out: Path, bundle: Path, clip: Path, key: str) -> int:
+def reference(x86: Runner, out: Path, bundle: Path, clip: Path, frame: Path) -> dict:
+    """x86's depth of one crop and daemon decisions on the clip, in one environment."""
+    depth = json.loads(x86(["-c", DEPTH_OF_ONE_CROP, str(bundle), str(frame)]).splitlines()[-1])
+    decided, secs = run_daemon(x86, out, clip, bundle)
+    print(f"  {x86.name:16s} {secs:6.0f} s: {decision_line(decided)}", flush=True)
+    return {"depth": depth, "decisions": decided}
+
+
+def check_environment(arm: Runner, env: str, x86_ref: dict, out: Path, bundle: Path, clip: Path,
+                      frame: Path, key: str) -> list[str]:
+    """One aarch64 environment against x86's reference (depth of one crop, daemon decisions): problems."""
+    step(f"[{env}] emulated interpreter: {arm(['-c', PROBE, RUNTIME[env]]).strip()}  (qemu {arm.qemu})")
+    t = step(f"[{env}] bundle verification on aarch64: python -m firmware_app.bundle {bundle} --trusted-key "
+             f"{key}")
+    verified = arm(["-m", "firmware_app.bundle", str(bundle), "--trusted-key", key]).strip()
+    print("  " + verified.replace("\n", "\n  "), flush=True)
+    step(f"[{env}]   {time.monotonic() - t:.0f} s; depth of one crop (the clip's middle frame, centre "
+         "square)")
+    depth = json.loads(arm(["-c", DEPTH_OF_ONE_CROP, str(bundle), str(frame)]).splitlines()[-1])
+    depth_problem = compare_depth(x86_ref["depth"], depth, relief_scale(bundle), frame.name)
+    step(f"[{env}] the quick-start daemon on aarch64 (after --validate-config)")
+    got, secs = run_daemon(arm, out, clip, bundle)
+    print(f"  {arm.name:16s} {secs:6.0f} s: {decision_line(got)}", flush=True)
+    problems = [f"[{env}] {p}" for p in compare(x86_ref["decisions"], got, relief_scale(bundle))]
+    return problems + ([f"[{env}] {depth_problem}"] if depth_problem else [])
+
+
+def decision_line(events: list[dict]) -> str:
+    return ", ".join(f"track {e.get('track_id')} {e.get('decision')} at frame {e.get('frame_id')} "
+                     f"score {e.get('score_mm')}" for e in events) or "no decision"  # fmt: skip
+
+
+def full_check(out: Path, bundle: Path, clip: Path, key: str, fallback_python: Path | None = None) -> int:
+    """Each environment (the fallback too, given its x86 interpreter) against x86: 0 when all agree."""
     t0 = time.monotonic()
     if not (bundle / "manifest.json").is_file():
         raise ArmCheckError(f"no release bundle at {bundle}; build one (make convert) or pass --bundle")
     frames = sorted(clip.glob("*.png")) if clip.is_dir() else []
     if not frames:
         raise ArmCheckError(f"no clip frames in {clip}; render them with make qs-clip")
+    if fallback_python is not None and not fallback_python.is_file():
+        raise ArmCheckError(f"no x86 tflite-runtime interpreter at {fallback_python}: `make "
+                            "out/tflrt/.installed` builds it (make arm-check does), or pass --no-fallback")
     qemu = find_qemu()
-    rootfs, site = ensure_rootfs(out), ensure_site(out)
-    arm, x86 = Runner(qemu, rootfs, site), Runner()
-    step(f"emulated interpreter: {arm(['-c', PROBE]).strip()}  (qemu {qemu})")
-    t = step(f"bundle verification on aarch64: python -m firmware_app.bundle {bundle} --trusted-key {key}")
-    verified = arm(["-m", "firmware_app.bundle", str(bundle), "--trusted-key", key]).strip()
-    print("  " + verified.replace("\n", "\n  "), flush=True)
-    step(f"  {time.monotonic() - t:.0f} s; depth of one crop (the clip's middle frame, centre square)")
+    rootfs = ensure_rootfs(out)
+    x86s = {"main": Runner(name="x86_64")}
+    if fallback_python is not None:
+        x86s["fallback"] = Runner(name="x86_64-fallback", python=str(fallback_python))
+    arms = {env: Runner(qemu, rootfs, ensure_site(out, env), f"aarch64-{env}".replace("-main", ""))
+            for env in x86s}  # fmt: skip
     frame = frames[len(frames) // 2]
-    depth = {r.name: json.loads(r(["-c", DEPTH_OF_ONE_CROP, str(bundle), str(frame)]).splitlines()[-1])
-             for r in (x86, arm)}  # fmt: skip
-    depth_problem = compare_depth(depth["x86_64"], depth["aarch64"], relief_scale(bundle), frame.name)
-    step(f"the quick-start daemon on {clip} ({len(frames)} frames), x86 then aarch64 (each after "
-         "--validate-config)")
-    ref, t_x86 = run_daemon(x86, out, clip, bundle)
-    got, t_arm = run_daemon(arm, out, clip, bundle)
-    for name, evs, secs in (("x86_64", ref, t_x86), ("aarch64", got, t_arm)):
-        summary = ", ".join(f"track {e.get('track_id')} {e.get('decision')} at frame {e.get('frame_id')} "
-                            f"score {e.get('score_mm')}" for e in evs) or "no decision"  # fmt: skip
-        print(f"  {name:8s} {secs:6.0f} s: {summary}", flush=True)
-    problems = compare(ref, got, relief_scale(bundle))
-    if depth_problem:
-        problems.append(depth_problem)
-    if not ref:
-        problems.append("x86 made no decision on the clip: nothing to compare")
-    verdict = "FAILED: " + "; ".join(problems) if problems else "OK: same decisions as x86"
+    step(f"x86 references: depth of one crop ({frame.name}) and the quick-start daemon on {clip} "
+         f"({len(frames)} frames), in each environment")
+    refs = {env: reference(x86, out, bundle, clip, frame) for env, x86 in x86s.items()}
+    problems = [f"[{env}] x86 made no decision on the clip: nothing to compare"
+                for env, r in refs.items() if not r["decisions"]]
+    for env, arm in arms.items():
+        problems += check_environment(arm, env, refs[env], out, bundle, clip, frame, key)
+    verdict = ("FAILED: " + "; ".join(problems) if problems
+               else f"OK: same decisions as x86 ({', '.join(arms)})")
     step(f"{verdict} (total {time.monotonic() - t0:.0f} s)")
     return 1 if problems else 0
 
@@ -318,16 +376,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip", type=Path, default=REPO / "out/quickstart/clip")
     parser.add_argument("--trusted-key", default=str(REPO / "keys/dev/signing.pub"),
                         help="public key the bundle is signed with (default: the development key)")
-    parser.add_argument("--resolve-only", action="store_true", help="only: do the aarch64 wheels resolve?")
+    parser.add_argument("--resolve-only", action="store_true",
+                        help="only: do the aarch64 wheels resolve?")
+    parser.add_argument("--no-fallback", dest="fallback", action="store_false",
+                        help="skip the tflite-runtime fallback (requirements/device-fallback.txt)")
+    parser.add_argument("--x86-fallback-python", type=Path, default=REPO / "out/tflrt/bin/python",
+                        help="x86 interpreter with requirements/device-fallback.txt "
+                             "(make out/tflrt/.installed)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         if args.resolve_only:
-            wheels = resolve_wheels(args.out / "resolve.json")
-            for name, (version, url) in sorted(wheels.items()):
-                print(f"  {name:24s} {version:12s} {url.rsplit('/', 1)[-1]}")
+            for env in ENVIRONMENTS if args.fallback else ["main"]:
+                print(f"{env}: requirements/{ENVIRONMENTS[env][0]}")
+                wheels = resolve_wheels(args.out / f"resolve-{env}.json", env)
+                for name, (version, url) in sorted(wheels.items()):
+                    print(f"  {name:24s} {version:12s} {url.rsplit('/', 1)[-1]}")
             return 0
-        return full_check(args.out, args.bundle, args.clip, args.trusted_key)
+        return full_check(args.out, args.bundle, args.clip, args.trusted_key,
+                          args.x86_fallback_python if args.fallback else None)
     except ArmCheckError as e:
         print(f"arm-check: error: {e}", file=sys.stderr)
         return 2
