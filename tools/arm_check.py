@@ -275,6 +275,11 @@ def run_daemon(run: Runner, out: Path, clip: Path, bundle: Path) -> tuple[list[d
     return decisions(d / "outbox"), time.monotonic() - t
 
 
+def _evidence_llr(event: dict):
+    evidence = event.get("evidence")
+    return evidence.get("llr") if isinstance(evidence, dict) else None
+
+
 def compare(x86: list[dict], arm: list[dict], score_tol_mm: float) -> list[str]:
     """Problems (empty = the same verdict for every track, decided within FRAME_TOL frames of x86's, and
     where both decided on the same frame, the score within SCORE_REL_TOL of x86's or score_tol_mm and the
@@ -298,8 +303,7 @@ def compare(x86: list[dict], arm: list[dict], score_tol_mm: float) -> list[str]:
             tol = max(score_tol_mm, SCORE_REL_TOL * abs(sa))
             if abs(sa - sb) > tol:
                 problems.append(f"track {track}: score_mm {sa} vs {sb} (> {tol:.2f} mm)")
-        la, lb = (e.get("evidence", {}).get("llr") if isinstance(e.get("evidence"), dict) else None
-                  for e in (a, b))  # fmt: skip
+        la, lb = _evidence_llr(a), _evidence_llr(b)
         if isinstance(la, (int, float)) and not (isinstance(lb, (int, float)) and abs(la - lb) <= LLR_TOL):
             problems.append(f"track {track}: evidence {la} vs {lb} (tolerance {LLR_TOL})")
     return problems
