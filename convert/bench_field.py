@@ -73,8 +73,7 @@ class Scorer:
 
     def __init__(self, bundle, detector, fill: str | None = None):
         self.fill = fill or fill_of(bundle.crop.border)  # past the frame: the bundle's fill, as the device
-        self.depth = DepthEstimator(bundle.depth_model, num_threads=1,
-                                    mirror_average=bundle.crop.mirror_average)
+        self.depth = DepthEstimator.of_bundle(bundle)
         self.crop = bundle.crop
         self.model = EvidenceModel.from_manifest(bundle.liveness or {}, bundle.liveness_threshold_mm)
         self.frame_threshold = (bundle.liveness or {}).get("frame_llr_threshold")  # at BPCER 1 %, per frame

@@ -105,7 +105,7 @@ def band_table(rows: list[ScaleRow], attr: str, title: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from convert.verify import TFLitePredict, mirror_averaged
+    from convert.verify import device_predict
 
     p = argparse.ArgumentParser(prog="python -m convert.bench_relief", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e} (`make convert BUNDLE={a.bundle}` builds one)", file=sys.stderr)
         return 2
     cfg = config_from_dict(bundle.manifest["training_config"])
-    predict = TFLitePredict(bundle.depth_model, num_threads=1)
-    predict = mirror_averaged(predict) if bundle.crop.mirror_average else predict
+    predict = device_predict(bundle)
     rows = []
     for scale in a.scales:
         try:

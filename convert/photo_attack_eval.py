@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from convert.liveness import wilson
-from convert.verify import TFLitePredict, mirror_averaged
+from convert.verify import device_predict
 from firmware_app.bundle import BundleError, load_bundle
 from firmware_app.evidence import EvidenceError, EvidenceModel, frame_features
 from firmware_app.medium import MediumModel, find_edges
@@ -117,8 +117,7 @@ def _landmark_crops(index: DatasetIndex, data: DataConfig, max_samples: int):
 def score_frames(index: DatasetIndex, bundle, rule: Rule, detector, max_samples: int = 0,
                  progress=None) -> list[Frame]:
     """Every frame's score under both crops."""
-    predict = TFLitePredict(bundle.depth_model, num_threads=1)
-    predict = mirror_averaged(predict) if bundle.crop.mirror_average else predict  # as the device runs it
+    predict = device_predict(bundle)
     data = DataConfig(crop_scale=bundle.crop.crop_scale, use_eyes=bundle.crop.use_eyes,
                       border=bundle.crop.border)
     frames: list[Frame] = []

@@ -96,6 +96,13 @@ def mirror_averaged(fn):
     return predict
 
 
+def device_predict(bundle, num_threads: int = 1):
+    """The bundle's int8 model as a batch predict function, run as the device runs it (mirror-averaged
+    where the manifest's crop.mirror_average says so)."""
+    predict = TFLitePredict(bundle.depth_model, num_threads)
+    return mirror_averaged(predict) if bundle.crop.mirror_average else predict
+
+
 class Recorder:
     """Wraps a predict function and keeps each sample's liveness score and its DepthResult (relief, face
     probability, live logit: what the device's evidence is computed from), in evaluation order."""

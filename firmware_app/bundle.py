@@ -193,7 +193,7 @@ def _crop(manifest: dict, where: Path) -> CropParams:
     try:
         crop = CropParams(int(c["input_size"]), int(c["grid_size"]), float(c["crop_scale"]), str(c["border"]),
                           bool(c["use_eyes"]), c.get("mirror_average", False))
-    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise _fail(where, f"'crop' is incomplete ({str(e)[:100]!r})") from None
     if not isinstance(crop.mirror_average, bool):  # the evidence was calibrated one way: no guessing
         raise _fail(where, f"'crop.mirror_average' is {crop.mirror_average!r}: must be true or false")

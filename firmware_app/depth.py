@@ -87,6 +87,12 @@ class DepthEstimator:
             int(self._bins["shape"][-1]) - 1,
         )
 
+    @classmethod
+    def of_bundle(cls, bundle, num_threads: int = 1) -> DepthEstimator:
+        """The bundle's depth model, run as its evidence was calibrated (its crop.mirror_average)."""
+        crop = getattr(bundle, "crop", None)
+        return cls(bundle.depth_model, num_threads, mirror_average=bool(crop and crop.mirror_average))
+
     def _outputs(self) -> dict[str, dict]:
         details = self._interp.get_output_details()
         by_index = {d["index"]: d for d in details}

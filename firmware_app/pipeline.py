@@ -230,8 +230,7 @@ class Pipeline:
         threshold = lv.threshold_mm or bundle.liveness_threshold_mm
         model = EvidenceModel.from_manifest(getattr(bundle, "liveness", {}) or {}, threshold)
         medium = MediumModel.from_manifest(getattr(bundle, "liveness", {}) or {}) if lv.medium else None
-        depth = DepthEstimator(bundle.depth_model, cfg.depth.num_threads,
-                               mirror_average=crop.mirror_average if crop else False)
+        depth = DepthEstimator.of_bundle(bundle, cfg.depth.num_threads)
         if model.uses_logit and not depth.has_live:
             raise EvidenceError(f"{bundle.depth_model}: the bundle's liveness evidence uses the network's "
                                 "liveness logit but the depth model has no 'live' output; rebuild the bundle")
