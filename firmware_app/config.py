@@ -183,6 +183,10 @@ class LivenessConfig:
     medium: bool = _f(True, "use the medium-edge cue (straight edges of a print or screen around the face; "
                             "only lowers the evidence) when the bundle has its table")
     save_depth_dir: str = _f("", "write each decision's depth colour map here (PNG); '' = off")
+    save_depth_keep: int = _f(
+        1000, "keep at most this many decision panels in save_depth_dir, deleting the oldest (~60 KB each: a "
+        "daemon left running for months must not fill its disk); 0 = keep every one", min=0,
+    )
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
-
-import cv2
 
 from firmware_app import env
 from firmware_app.camera import EndOfStream, ReconnectingCamera, make_camera
 from firmware_app.config import Config
 from firmware_app.events import Dispatcher, Outbox, new_event
 from firmware_app.liveness import LIVE
+from firmware_app.panel_files import PanelFiles
 from firmware_app.panels import decision_panel, preview_jpeg
 from firmware_app.pipeline import STAGES, FrameResult, Pipeline
 from firmware_app.profiling import Profiler
@@ -56,6 +54,7 @@ class Daemon:
         self.last_decision: dict | None = None
         self.last_result: FrameResult | None = None  # for the live preview (a reference, no copy)
         self._watchdog_t = 0.0
+        self.panels = PanelFiles(cfg.liveness.save_depth_dir, cfg.liveness.save_depth_keep)
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -173,14 +172,7 @@ class Daemon:
             self.dispatcher.publish(event)
 
     def _save_panel(self, result: FrameResult, event_id: str) -> str:
-        path = Path(self.cfg.liveness.save_depth_dir) / f"{event_id}.png"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(path), decision_panel(result, self.threshold_mm)[..., ::-1])
-        except (OSError, cv2.error) as e:
-            log.warning("cannot save %s: %s", path, e)
-            return ""
-        return str(path)
+        return self.panels.save(event_id, decision_panel(result, self.threshold_mm))
 
     def status(self) -> dict:
         now = time.monotonic()

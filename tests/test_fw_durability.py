@@ -17,6 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from firmware_app.config import HttpHookConfig
@@ -221,3 +222,25 @@ def test_daemon_keeps_running_on_a_full_disk_and_recovers(small_fs, tmp_path):
         rx.close()
     assert proc.returncode == 0 and "Traceback" not in err, err[-3000:]
     assert "cannot persist events" in err and ("writable again" in err or "persisting again" in err)
+
+
+def test_decision_panels_keep_the_newest_and_count_what_was_there(tmp_path):
+    from firmware_app.config import parse_config
+    from firmware_app.panel_files import PanelFiles
+
+    folder = tmp_path / "panels"
+    folder.mkdir()
+    for k in range(3):  # a previous run's panels, oldest first
+        (folder / f"old{k}.png").write_bytes(b"png")
+        os.utime(folder / f"old{k}.png", (1_000_000 + k, 1_000_000 + k))
+    panels = PanelFiles(folder, keep=4)
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    paths = [panels.save(f"new{k}", rgb) for k in range(3)]
+    assert all(Path(p).is_file() for p in paths)
+    assert sorted(p.name for p in folder.iterdir()) == ["new0.png", "new1.png", "new2.png", "old2.png"]
+    assert PanelFiles(tmp_path / "all", keep=0).save("x", rgb)
+    assert len(list((tmp_path / "all").iterdir())) == 1
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    assert PanelFiles(blocked, keep=2).save("y", rgb) == ""  # logged, not raised: the loop goes on
+    assert parse_config("camera: {source: '-'}").liveness.save_depth_keep == 1000
