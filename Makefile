@@ -78,6 +78,11 @@ CLIPS ?= 300
 bench-liveness: setup  ## door clips (walk/stand/turn; each attack hand-held + static) through the daemon's pipeline: clip APCER/BPCER, time to live (CLIPS=300 BUNDLE=)
 	$(PY) -m convert.bench_liveness --bundle $(BUNDLE) --clips $(CLIPS) --out $(OUT)/bench/liveness
 
+.PHONY: bench-video
+VIDEO_CLIPS ?= 120
+bench-video: setup  ## video replays: phones, tablets, monitors playing a head that turns, on a stand and hand-held, through the daemon's pipeline (VIDEO_CLIPS=120 BUNDLE=)
+	$(PY) -m convert.bench_liveness --bundle $(BUNDLE) --clips $(VIDEO_CLIPS) --video --out $(OUT)/bench/video
+
 .PHONY: bench-relief
 bench-relief: setup  ## relief read or recalled: the bundle on test faces with their relief stretched ×0.8–1.4 (slope, amplitude ratio; BUNDLE=)
 	$(PY) -m convert.bench_relief --bundle $(BUNDLE) --out $(OUT)/bench/relief

@@ -5,7 +5,9 @@
 
 Clips (train/synth/door_clip.py, identities and attack photos unseen in training): bona fide walking up
 from ~2 m, standing, turning; every attack type hand-held and static, half of them showing a real
-photograph (reported apart: "real-photo content", and per source). Each clip is replayed through the
+photograph (reported apart: "real-photo content", and per source). With --video, video-replay attack clips
+instead (door_clip.video_plan: phones, tablets and monitors playing a head that turns, on a stand and
+hand-held; "video content"), whose motion the motion cue cannot call planar. Each clip is replayed through the
 replay camera into `Pipeline.from_bundle` (the daemon's detector, crop, depth, motion and liveness
 stages, with the config's liveness settings), one fresh pipeline per clip. Frame timestamps are the
 clip's own (frame / fps), so the decision's timeout runs in clip time, as on a 10 frames/s camera,
@@ -179,9 +181,11 @@ def summarise(rows: list[dict], window_s: float) -> dict:
     for r in rows:
         groups.setdefault(f"{r['label']}/{r['motion']}", []).append(r)
         groups.setdefault(r["label"] if r["label"] == "bona_fide" else "attack (all)", []).append(r)
-        if r["label"] != "bona_fide":  # the content: rendered, or a real photograph (by source)
-            photo = r.get("content", "render") != "render"
-            groups.setdefault(f"attack ({'real-photo' if photo else 'rendered'} content)", []).append(r)
+        if r["label"] != "bona_fide":  # the content: rendered, a real photograph (by source), or a video
+            content = r.get("content", "render")
+            photo = content not in ("render", "video")
+            kind = "real-photo" if photo else {"render": "rendered"}.get(content, content)
+            groups.setdefault(f"attack ({kind} content)", []).append(r)
             if photo:
                 groups.setdefault(f"attack (photo: {r['content']})", []).append(r)
                 groups.setdefault(f"{r['label']} (real-photo content)", []).append(r)
@@ -258,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window-s", type=float, default=3.0, help="a bona fide clip must be live within this")
     p.add_argument("--config", type=Path, help="device config whose liveness/detector settings to use")
     p.add_argument("--out", type=Path, default=Path("out/bench/liveness"))
+    p.add_argument("--video", action="store_true",
+                   help="video-replay attack clips instead (train/synth/door_clip.video_plan: screens playing "
+                        "a head that turns, on a stand and hand-held)")
     p.add_argument("--replay", type=Path, metavar="SUMMARY",
                    help="decide again from a run's recorded evidence (its summary.json) with --config's "
                         "liveness settings: no clips, no network (see replay_clip for what is exact)")
@@ -269,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from firmware_app.bundle import BundleError, load_bundle
     from firmware_app.config_yaml import ConfigError
-    from train.synth.door_clip import door_plan, render_door_clip
+    from train.synth.door_clip import door_plan, render_door_clip, video_plan
 
     try:
         cfg = load_config(a.config) if a.config else Config(camera=CameraConfig(source="-"))
@@ -291,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"replayed the evidence recorded in {a.replay} with {a.config or 'the default config'}")
         return 0
     rows, results, t0 = [], {}, time.monotonic()
-    plan = door_plan(a.clips, a.seed)
+    plan = (video_plan if a.video else door_plan)(a.clips, a.seed)
     for i, clip in enumerate(plan, start=1):
         d = a.out / "clips" / clip.name
         meta = d / "clip.json"
@@ -314,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "summary.json").write_text(json.dumps(
         {"bundle": str(a.bundle), "clips": a.clips, "fps": a.fps, "seconds": a.seconds, "seed": a.seed,
-         "window_s": a.window_s, "summary": summary, "clips_detail": rows,
+         "window_s": a.window_s, "plan": "video" if a.video else "door", "summary": summary, "clips_detail": rows,
          "decisions": {k: v["decisions"] for k, v in results.items()},
          # per frame: the frame's own LLR and the motion cue's (NaN: unscored / abstained / decided)
          "frame_llr": {k: [round(x, 3) for x in v["frame_llr"]] for k, v in results.items()},

@@ -43,6 +43,32 @@ def test_door_plan_shows_real_photographs_on_half_the_attack_clips(tmp_path):
     assert np.abs(shown.astype(int) - cv2.imread(str(rendered / "frame_0000.png")).astype(int)).mean() > 3
 
 
+def test_video_replays_turn_a_head_on_a_screen_that_stays_put(tmp_path):
+    from convert.bench_liveness import summarise
+    from train.synth.door_clip import SCREEN_TYPES, VIDEO, DoorClip, door_plan, render_door_clip, video_plan
+
+    plan = video_plan(8)
+    assert {c.label for c in plan} == set(SCREEN_TYPES) and {c.motion for c in plan} == {"handheld", "static"}
+    assert {c.content for c in plan} == {VIDEO}
+    assert not {c.name for c in plan} & {c.name for c in door_plan(400)}  # identities of their own
+
+    def change(clip, name):  # first to last frame, smoothed past the sensor noise
+        render_door_clip(tmp_path / name, clip, 0.5, 10, (320, 240))
+        a, b = (cv2.GaussianBlur(cv2.imread(str(tmp_path / name / f"frame_000{k}.png")).astype(np.float32),
+                                 (0, 0), 2.0) for k in (0, 4))
+        return np.abs(b - a).mean(axis=2)
+
+    still = change(DoorClip("replay_tablet", "static", 9), "still")
+    moved = change(DoorClip("replay_tablet", "static", 9, VIDEO), "video") > still.max() + 5
+    assert moved.mean() > 0.005  # the head inside the screen turned, past anything a still picture shows ...
+    ys, xs = np.nonzero(moved)
+    assert xs.max() - xs.min() < 0.3 * 320 and ys.max() - ys.min() < 0.4 * 240  # ... and nothing else moved
+
+    rows = [{"label": "replay_phone", "motion": "static", "content": VIDEO, "outcome": "live", "error": True,
+             "time_s": None}]
+    assert summarise(rows, 3.0)["attack (video content)"]["errors"] == 1
+
+
 def test_bench_intervals_and_outcomes():
     from convert.bench_liveness import clip_outcome, quantile_ci
     from convert.liveness import wilson

@@ -18,12 +18,18 @@ Half the attack clips show a real photograph instead of a render (`content`: one
 sources of train/synth/photo_sources.py, which training never sees, randomly cropped, scaled and
 restyled by photo_attacks.shown_photo): the content a door meets in the field, where the depth network is
 fooled most.
+
+Video replays (`video_plan`, content `video`): a phone, tablet or monitor, on a stand or hand-held, playing
+a video of an unseen identity turning its head (±15-25° yaw, a little nod; each frame the same portrait
+shot with the head turned). The face inside the screen moves in 3D, so the motion cue's "it moved" and
+"not as a plane" conditions do not stop it: what is left is the medium's border and the depth network.
 Each clip writes frame_NNNN.png and labels.json ({"frame_0000.png": label}), the replay camera's folder
 layout of train/synth/clip.py, plus clip.json (kind, motion, seed, fps).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -51,6 +57,10 @@ KINDS = tuple((BONA_FIDE, m) for m in BONA_MOTIONS) + tuple(
     (t, m) for t in ATTACK_TYPES for m in ATTACK_MOTIONS)
 RENDER = "render"
 ATTACK_CONTENTS = tuple(x for src in PHOTO_SOURCES for x in (RENDER, src.name))  # render, photo, ...
+VIDEO = "video"  # a screen playing a video of an unseen identity turning its head (video_plan)
+SCREEN_TYPES = tuple(t for t in ATTACK_TYPES if t.startswith("replay_"))
+VIDEO_KINDS = tuple((t, m) for t in SCREEN_TYPES for m in ATTACK_MOTIONS)
+VIDEO_SEED_OFFSET = 50_000  # video clips' identities are not the door plan's
 WALK_FROM_MM = 2000.0
 DOOR_CONFIG = replace(CLIP_CONFIG, distance_mm=(400.0, 650.0), restyle_attacks=True)
 
@@ -77,6 +87,13 @@ def door_plan(n_clips: int, seed: int = 0) -> list[DoorClip]:
         content = RENDER if label == BONA_FIDE else ATTACK_CONTENTS[(i // len(KINDS)) % len(ATTACK_CONTENTS)]
         plan.append(DoorClip(label, motion, seed * 100_000 + i, content))
     return plan
+
+
+def video_plan(n_clips: int, seed: int = 0) -> list[DoorClip]:
+    """n video-replay attack clips cycling through VIDEO_KINDS (each screen type on a stand and hand-held),
+    with identities of their own. Apart from door_plan, whose clips (and figures) it leaves as they were."""
+    return [DoorClip(*VIDEO_KINDS[i % len(VIDEO_KINDS)], seed * 100_000 + VIDEO_SEED_OFFSET + i, VIDEO)
+            for i in range(n_clips)]
 
 
 def _rng(clip: DoorClip, stream: int, *more: int) -> np.random.Generator:
@@ -124,14 +141,9 @@ def _plane_motion(centre, f: float, d: float, yaw: float, pitch: float, shift, s
     return h / h[2, 2]
 
 
-def _attack(clip: DoorClip, cfg, camera, n: int):
-    identity = make_identity(UNSEEN_SEED + clip.seed, _rng(clip, 0))
+def _medium_in_room(photo, clip: DoorClip, camera, rng: np.random.Generator):
+    """(background, premultiplied medium radiance, its alpha (H, W), its image centre, its depth in mm)."""
     h, w = camera.hw
-    rng = _rng(clip, 2)
-    if clip.content == RENDER:
-        photo = make_photo(cfg, identity, rng)
-    else:
-        photo = shown_photo(load_photo(clip.content, detector()), PhotoAttackConfig(), rng)
     medium = sample_medium(clip.label, photo.rgb.shape[1] / photo.rgb.shape[0], rng)
     layer = render_attack(photo, medium, camera, sample_lighting(rng), rng)
     background = make_background(rng, camera.hw)
@@ -140,17 +152,42 @@ def _attack(clip: DoorClip, cfg, camera, n: int):
     if clip.motion == "handheld":
         draw_fingers(radiance, fingers, layer.mask.copy(), rng)
     alpha = ((layer.mask > 0) | (fingers == 0)).astype(np.float32)
-    premultiplied = radiance * alpha[..., None]
     ys, xs = np.nonzero(alpha)
     centre = (float(xs.mean()), float(ys.mean())) if xs.size else (w / 2, h / 2)
     d = float(np.median(layer.depth[layer.mask > 0])) if (layer.mask > 0).any() else 450.0
+    return background, radiance * alpha[..., None], alpha, centre, d
+
+
+def video_turns(clip: DoorClip, n: int) -> list[tuple[float, float]]:
+    """(yaw, pitch) added to the video's head pose in each frame: it turns from one side to the other
+    (±15-25°, as a bona fide `turn`) and nods a little."""
+    m = _rng(clip, 6)
+    sign, amp, nod = float(m.choice([-1.0, 1.0])), m.uniform(15.0, 25.0), m.uniform(0.0, 6.0)
+    ease, t = _ease(n), np.linspace(0.0, 1.0, n)
+    return [(float(sign * amp * (2 * ease[k] - 1)), float(nod * np.sin(2 * np.pi * 0.7 * t[k])))
+            for k in range(n)]
+
+
+def _attack(clip: DoorClip, cfg, camera, n: int):
+    identity = make_identity(UNSEEN_SEED + clip.seed, _rng(clip, 0))
+    h, w = camera.hw
+    if clip.content == VIDEO:  # every frame: the next video frame on the same medium in the same room
+        scenes = (_medium_in_room(make_photo(cfg, identity, _rng(clip, 2), turn), clip, camera, _rng(clip, 7))
+                  for turn in video_turns(clip, n))
+    else:  # one still picture for the whole clip
+        rng = _rng(clip, 2)
+        if clip.content == RENDER:
+            photo = make_photo(cfg, identity, rng)
+        else:
+            photo = shown_photo(load_photo(clip.content, detector()), PhotoAttackConfig(), rng)
+        scenes = itertools.repeat(_medium_in_room(photo, clip, camera, rng), n)
     m = _rng(clip, 1)
     amp = m.uniform(5.0, 10.0, 2) * m.choice([-1.0, 1.0], 2)
     freq, phase = m.uniform(0.3, 0.8, 2), m.uniform(0, 2 * np.pi, 2)
     drift = m.uniform(-0.03, 0.03, 2) * np.array([w, h])
     zoom = m.uniform(-0.04, 0.04)
     warp = dict(dsize=(w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    for k in range(n):
+    for k, (background, premultiplied, alpha, centre, d) in enumerate(scenes):
         if clip.motion == "static":
             yield background * (1.0 - alpha[..., None]) + premultiplied
             continue

@@ -123,8 +123,10 @@ def _face_box(landmarks_2d: np.ndarray) -> np.ndarray:
     return np.array([*landmarks_2d.min(axis=0), *landmarks_2d.max(axis=0)], np.float32)
 
 
-def make_photo(cfg: GeneratorConfig, identity: Identity, rng: np.random.Generator) -> Photo:
-    """A portrait of the identity, as an attacker would print or display it."""
+def make_photo(cfg: GeneratorConfig, identity: Identity, rng: np.random.Generator,
+               turn_deg: tuple[float, float] = (0.0, 0.0)) -> Photo:
+    """A portrait of the identity, as an attacker would print or display it. `turn_deg` (yaw, pitch) is
+    added to the sampled pose: the same rng state with another turn is the next frame of a video."""
     # The photo ends up on a medium that fills at most the frame's height: larger renders only cost time.
     h = int(rng.choice([300, 400, 480]))
     w = int(h * rng.choice([0.75, 1.0, 4 / 3]))
@@ -133,6 +135,8 @@ def make_photo(cfg: GeneratorConfig, identity: Identity, rng: np.random.Generato
     f = camera.K[0, 0]
     distance = f * 190.0 / (h * rng.uniform(0.5, 0.85))  # the face fills 50-85% of the photo height
     pose = sample_pose(portrait, camera, rng, distance=distance)
+    if turn_deg != (0.0, 0.0):  # about the same pivot: the head turns, the shot stays
+        pose = HeadPose(pose.yaw + turn_deg[0], pose.pitch + turn_deg[1], pose.roll, pose.pivot_cam)
     plate = None
     if cfg.real_backdrop_share > 0 and rng.random() < cfg.real_backdrop_share:
         plate = real_plate(rng, (h, w))
