@@ -107,6 +107,7 @@ def test_profile_plot_and_soak_by_seconds(tmp_path):
     assert report["rss_mb_start"] > 0 and report["rss_mb_end"] > 0
     assert report["rss_growth_percent"] is not None
     assert report["rss_mb_warm"] > 0 and report["rss_growth_after_warmup_percent"] is not None
+    assert report["rss_warm_t_s"] < 2.5 and report["rss_slope_mb_per_h"] is None  # too short to tell
     assert "RSS" in proc.stdout and "%" in proc.stdout and "frames/s" in proc.stdout
     assert len(report["timeline"]) >= 1 and all(s["fps"] > 0 for s in report["timeline"])
     png = cv2.imread(str(plot))
@@ -221,3 +222,18 @@ def test_preview_off_and_before_first_frame(frame_result):
     finally:
         off.close()
         empty.close()
+
+
+def test_soak_growth_is_measured_after_warm_up_and_a_leak_shows_as_a_slope():
+    from firmware_app.profile_report import rss_slope_mb_per_h, warm_sample
+
+    rng = np.random.default_rng(0)
+    t = np.arange(1.0, 1801.0)
+    settle = 140.0 + 13.0 * (1 - np.exp(-t / 5.0))  # the first seconds' growth is not a leak
+    flat = [(x, 30.0, r) for x, r in zip(t, settle + rng.normal(0, 0.3, t.size), strict=True)]
+    leak = [(x, 30.0, r + 10.0 * x / 3600.0) for x, _, r in flat]  # +10 MB an hour
+    assert warm_sample(flat)[0] == 60.0 and warm_sample(flat[:100])[0] == 10.0  # a minute, or 10 % of a run
+    assert warm_sample([(1.0, 30.0, None)]) is None
+    assert abs(rss_slope_mb_per_h(flat, 60.0)) < 1.0
+    assert abs(rss_slope_mb_per_h(leak, 60.0) - 10.0) < 1.0
+    assert rss_slope_mb_per_h(flat[:400], 40.0) is None  # 180 s of second half: too short to tell
