@@ -263,8 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", type=Path, help="device config whose liveness/detector settings to use")
     p.add_argument("--out", type=Path, default=Path("out/bench/liveness"))
     p.add_argument("--video", action="store_true",
-                   help="video-replay attack clips instead (train/synth/door_clip.video_plan: screens playing "
-                        "a head that turns, on a stand and hand-held)")
+                   help="video-replay attack clips instead (train/synth/door_clip.video_plan: screens "
+                        "playing a head that turns, on a stand and hand-held)")
     p.add_argument("--replay", type=Path, metavar="SUMMARY",
                    help="decide again from a run's recorded evidence (its summary.json) with --config's "
                         "liveness settings: no clips, no network (see replay_clip for what is exact)")
@@ -321,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "summary.json").write_text(json.dumps(
         {"bundle": str(a.bundle), "clips": a.clips, "fps": a.fps, "seconds": a.seconds, "seed": a.seed,
-         "window_s": a.window_s, "plan": "video" if a.video else "door", "summary": summary, "clips_detail": rows,
+         "window_s": a.window_s, "plan": "video" if a.video else "door", "summary": summary,
+         "clips_detail": rows,
          "decisions": {k: v["decisions"] for k, v in results.items()},
          # per frame: the frame's own LLR and the motion cue's (NaN: unscored / abstained / decided)
          "frame_llr": {k: [round(x, 3) for x in v["frame_llr"]] for k, v in results.items()},
