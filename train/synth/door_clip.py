@@ -158,7 +158,7 @@ def _medium_in_room(photo, clip: DoorClip, camera, rng: np.random.Generator):
     return background, radiance * alpha[..., None], alpha, centre, d
 
 
-def video_turns(clip: DoorClip, n: int) -> list[tuple[float, float]]:
+def _video_turns(clip: DoorClip, n: int) -> list[tuple[float, float]]:
     """(yaw, pitch) added to the video's head pose in each frame: it turns from one side to the other
     (±15-25°, as a bona fide `turn`) and nods a little."""
     m = _rng(clip, 6)
@@ -173,7 +173,7 @@ def _attack(clip: DoorClip, cfg, camera, n: int):
     h, w = camera.hw
     if clip.content == VIDEO:  # every frame: the next video frame on the same medium in the same room
         scenes = (_medium_in_room(make_photo(cfg, identity, _rng(clip, 2), turn), clip, camera, _rng(clip, 7))
-                  for turn in video_turns(clip, n))
+                  for turn in _video_turns(clip, n))
     else:  # one still picture for the whole clip
         rng = _rng(clip, 2)
         if clip.content == RENDER:
