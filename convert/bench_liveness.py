@@ -7,7 +7,9 @@ Clips (train/synth/door_clip.py, identities and attack photos unseen in training
 from ~2 m, standing, turning; every attack type hand-held and static, half of them showing a real
 photograph (reported apart: "real-photo content", and per source). With --video, video-replay attack clips
 instead (door_clip.video_plan: phones, tablets and monitors playing a head that turns, on a stand and
-hand-held; "video content"), whose motion the motion cue cannot call planar. Each clip is replayed through the
+hand-held; "video content"), whose motion the motion cue cannot call planar; with --video --pan, the real
+photographs zoomed into and panned over on the same screens ("panned real-photo content"), a plane's motion
+inside a still screen. Each clip is replayed through the
 replay camera into `Pipeline.from_bundle` (the daemon's detector, crop, depth, motion and liveness
 stages, with the config's liveness settings), one fresh pipeline per clip. Frame timestamps are the
 clip's own (frame / fps), so the decision's timeout runs in clip time, as on a 10 frames/s camera,
@@ -176,19 +178,25 @@ def clip_outcome(label: str, res: dict, fps: float, window_s: float) -> dict:
     return {"error": t > window_s, "time_s": t}
 
 
+def content_kind(content: str) -> str:
+    """How a clip's content is reported: door_clip's RENDER, VIDEO, PAN + source, or a source's name."""
+    if content in ("render", "video"):
+        return {"render": "rendered"}.get(content, content)
+    return "panned real-photo" if content.startswith("pan_") else "real-photo"
+
+
 def summarise(rows: list[dict], window_s: float) -> dict:
     groups: dict[str, list[dict]] = {}
     for r in rows:
         groups.setdefault(f"{r['label']}/{r['motion']}", []).append(r)
         groups.setdefault(r["label"] if r["label"] == "bona_fide" else "attack (all)", []).append(r)
-        if r["label"] != "bona_fide":  # the content: rendered, a real photograph (by source), or a video
+        if r["label"] != "bona_fide":  # the content: rendered, a real photograph (by source), or moving
             content = r.get("content", "render")
-            photo = content not in ("render", "video")
-            kind = "real-photo" if photo else {"render": "rendered"}.get(content, content)
+            kind = content_kind(content)
             groups.setdefault(f"attack ({kind} content)", []).append(r)
-            if photo:
-                groups.setdefault(f"attack (photo: {r['content']})", []).append(r)
-                groups.setdefault(f"{r['label']} (real-photo content)", []).append(r)
+            if kind.endswith("real-photo"):
+                groups.setdefault(f"attack (photo: {content})", []).append(r)
+                groups.setdefault(f"{r['label']} ({kind} content)", []).append(r)
     out = {}
     for name, rs in sorted(groups.items()):
         k, n = sum(r["error"] for r in rs), len(rs)
@@ -265,11 +273,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--video", action="store_true",
                    help="video-replay attack clips instead (train/synth/door_clip.video_plan: screens "
                         "playing a head that turns, on a stand and hand-held)")
+    p.add_argument("--pan", action="store_true",
+                   help="with --video: the real photographs zoomed into and panned over instead of a head")
     p.add_argument("--replay", type=Path, metavar="SUMMARY",
                    help="decide again from a run's recorded evidence (its summary.json) with --config's "
                         "liveness settings: no clips, no network (see replay_clip for what is exact)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if a.pan and not a.video:
+        print("error: --pan goes with --video (it pans real photographs on the video clips' screens)",
+              file=sys.stderr)
+        return 2
     if a.clips < 1 or a.fps <= 0 or a.seconds <= 0:
         print("error: --clips, --fps and --seconds must be positive", file=sys.stderr)
         return 2
@@ -298,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"replayed the evidence recorded in {a.replay} with {a.config or 'the default config'}")
         return 0
     rows, results, t0 = [], {}, time.monotonic()
-    plan = (video_plan if a.video else door_plan)(a.clips, a.seed)
+    plan = video_plan(a.clips, a.seed, a.pan) if a.video else door_plan(a.clips, a.seed)
     for i, clip in enumerate(plan, start=1):
         d = a.out / "clips" / clip.name
         meta = d / "clip.json"
@@ -321,8 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "summary.json").write_text(json.dumps(
         {"bundle": str(a.bundle), "clips": a.clips, "fps": a.fps, "seconds": a.seconds, "seed": a.seed,
-         "window_s": a.window_s, "plan": "video" if a.video else "door", "summary": summary,
-         "clips_detail": rows,
+         "window_s": a.window_s, "plan": ("pan" if a.pan else "video") if a.video else "door",
+         "summary": summary, "clips_detail": rows,
          "decisions": {k: v["decisions"] for k, v in results.items()},
          # per frame: the frame's own LLR and the motion cue's (NaN: unscored / abstained / decided)
          "frame_llr": {k: [round(x, 3) for x in v["frame_llr"]] for k, v in results.items()},

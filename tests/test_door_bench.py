@@ -69,6 +69,32 @@ def test_video_replays_turn_a_head_on_a_screen_that_stays_put(tmp_path):
     assert summarise(rows, 3.0)["attack (video content)"]["errors"] == 1
 
 
+def test_panned_photographs_move_as_a_plane_on_a_still_screen(tmp_path, capsys):
+    from convert.bench_liveness import main, summarise
+    from firmware_app.motion import planarity
+    from train.synth.door_clip import PAN, DoorClip, render_door_clip, video_plan
+    from train.synth.photo_sources import SOURCES
+
+    plan = video_plan(24, pan=True)
+    assert {c.content for c in plan} == {PAN + s.name for s in SOURCES}
+    clip = DoorClip("replay_monitor", "static", 4, PAN + SOURCES[0].name)
+    render_door_clip(tmp_path / "p", clip, 1.0, 10, (640, 480))
+    a, b = (cv2.cvtColor(cv2.imread(str(tmp_path / "p" / f"frame_000{k}.png")), cv2.COLOR_BGR2GRAY)
+            for k in (0, 9))
+    screen = (cv2.GaussianBlur(np.abs(a.astype(int) - b.astype(int)).astype(np.float32), (0, 0), 3) > 4)
+    n, shift, r_hom = planarity(a, b, screen.astype(np.uint8) * 255)
+    assert n >= 12 and shift > 2.0 and r_hom < 0.2 * shift  # the picture moved, and as a plane
+
+    panned = PAN + SOURCES[0].name
+    rows = [{"label": "replay_phone", "motion": "static", "content": panned, "outcome": "spoof", "error": 0,
+             "time_s": None}]
+    summary = summarise(rows, 3.0)
+    assert summary["attack (panned real-photo content)"]["clips"] == 1
+    assert f"attack (photo: {panned})" in summary and "attack (real-photo content)" not in summary
+    assert main(["--pan", "--clips", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "--pan goes with --video" in capsys.readouterr().err
+
+
 def test_bench_intervals_and_outcomes():
     from convert.bench_liveness import clip_outcome, quantile_ci
     from convert.liveness import wilson

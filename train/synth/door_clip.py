@@ -58,6 +58,7 @@ KINDS = tuple((BONA_FIDE, m) for m in BONA_MOTIONS) + tuple(
 RENDER = "render"
 ATTACK_CONTENTS = tuple(x for src in PHOTO_SOURCES for x in (RENDER, src.name))  # render, photo, ...
 VIDEO = "video"  # a screen playing a video of an unseen identity turning its head (video_plan)
+PAN = "pan_"  # + a real photo source's name: a screen slowly zooming into and panning over that photograph
 SCREEN_TYPES = tuple(t for t in ATTACK_TYPES if t.startswith("replay_"))
 VIDEO_KINDS = tuple((t, m) for t in SCREEN_TYPES for m in ATTACK_MOTIONS)
 VIDEO_SEED_OFFSET = 50_000  # video clips' identities are not the door plan's
@@ -89,10 +90,14 @@ def door_plan(n_clips: int, seed: int = 0) -> list[DoorClip]:
     return plan
 
 
-def video_plan(n_clips: int, seed: int = 0) -> list[DoorClip]:
+def video_plan(n_clips: int, seed: int = 0, pan: bool = False) -> list[DoorClip]:
     """n video-replay attack clips cycling through VIDEO_KINDS (each screen type on a stand and hand-held),
-    with identities of their own. Apart from door_plan, whose clips (and figures) it leaves as they were."""
-    return [DoorClip(*VIDEO_KINDS[i % len(VIDEO_KINDS)], seed * 100_000 + VIDEO_SEED_OFFSET + i, VIDEO)
+    with identities of their own: a rendered head turning, or with `pan` the real photographs, alternately,
+    zoomed into and panned over. Apart from door_plan, whose clips (and figures) it leaves as they were."""
+    def content(i: int) -> str:
+        return PAN + PHOTO_SOURCES[(i // len(VIDEO_KINDS)) % len(PHOTO_SOURCES)].name if pan else VIDEO
+
+    return [DoorClip(*VIDEO_KINDS[i % len(VIDEO_KINDS)], seed * 100_000 + VIDEO_SEED_OFFSET + i, content(i))
             for i in range(n_clips)]
 
 
@@ -168,12 +173,30 @@ def _video_turns(clip: DoorClip, n: int) -> list[tuple[float, float]]:
             for k in range(n)]
 
 
+def _panned(photo, n: int, rng: np.random.Generator):
+    """The photograph as a slideshow shows it: zoomed in by 10-20 % over the clip while the view drifts
+    3-6 % of its size, each frame a similarity transform of the same picture (so a plane's motion)."""
+    h, w = photo.rgb.shape[:2]
+    zoom, drift = rng.uniform(0.10, 0.20), rng.uniform(0.03, 0.06) * np.array([w, h]) * rng.choice([-1, 1], 2)
+    for t in np.linspace(0.0, 1.0, n):
+        s = 1.0 + zoom * t
+        m = np.array([[s, 0, (1 - s) * w / 2 + drift[0] * t], [0, s, (1 - s) * h / 2 + drift[1] * t]])
+        rgb = cv2.warpAffine(photo.rgb, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        mask = cv2.warpAffine(photo.mask, m, (w, h), flags=cv2.INTER_NEAREST)
+        lms = (photo.landmarks_2d.astype(np.float64) @ m[:, :2].T + m[:, 2]).astype(np.float32)
+        yield replace(photo, rgb=rgb, mask=mask, landmarks_2d=lms)
+
+
 def _attack(clip: DoorClip, cfg, camera, n: int):
     identity = make_identity(UNSEEN_SEED + clip.seed, _rng(clip, 0))
     h, w = camera.hw
     if clip.content == VIDEO:  # every frame: the next video frame on the same medium in the same room
         scenes = (_medium_in_room(make_photo(cfg, identity, _rng(clip, 2), turn), clip, camera, _rng(clip, 7))
                   for turn in _video_turns(clip, n))
+    elif clip.content.startswith(PAN):  # a real photograph, zoomed and panned on the same medium
+        source = load_photo(clip.content[len(PAN):], detector())
+        frames = _panned(shown_photo(source, PhotoAttackConfig(), _rng(clip, 2)), n, _rng(clip, 6))
+        scenes = (_medium_in_room(frame, clip, camera, _rng(clip, 7)) for frame in frames)
     else:  # one still picture for the whole clip
         rng = _rng(clip, 2)
         if clip.content == RENDER:
