@@ -1,10 +1,16 @@
-"""Hook sections of the daemon config (`hooks:` list items): one frozen dataclass per hook type."""
+"""Hook sections of the daemon config (`hooks:` list items): one frozen dataclass per hook type, and the
+list's parsing and checks (`parse_hooks`: each item's class by its type, names unique, values usable)."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import typing
 from dataclasses import dataclass
 
+import yaml
+
+from firmware_app.config_yaml import Ctx, is_null, section
 from firmware_app.config_yaml import described as _f
 
 # Fields every hook shares, defined once so they cannot drift apart between hook types: type and name come
@@ -90,3 +96,63 @@ HOOK_TYPES = {
     "gpio": GpioHookConfig,
 }
 HookConfig = typing.Union[CommandHookConfig, HttpHookConfig, MqttHookConfig, GpioHookConfig]  # noqa: UP007
+MAX_HOOKS = 64
+
+
+def parse_hooks(loader, node, ctx: Ctx) -> tuple:
+    """The `hooks:` list: each item's class chosen by its type; ConfigError naming the item and key."""
+    if is_null(node):
+        return ()
+    if not isinstance(node, yaml.SequenceNode):
+        raise ctx.error(node, "hooks", "expected a list of hooks, each with a type")
+    if len(node.value) > MAX_HOOKS:
+        raise ctx.error(node, "hooks", f"{len(node.value)} hooks; at most {MAX_HOOKS}")
+    hooks, names = [], set()
+    for i, item in enumerate(node.value):
+        key = f"hooks[{i}]"
+        if not isinstance(item, yaml.MappingNode):
+            raise ctx.error(item, key, "expected a mapping with a type")
+        types = [v for k, v in item.value if isinstance(k, yaml.ScalarNode) and k.value == "type"]
+        kind = (None if not types else types[0].value if isinstance(types[0], yaml.ScalarNode)
+                else f"a {types[0].id}")  # a list or mapping where the type name belongs
+        if kind not in HOOK_TYPES:
+            raise ctx.error(
+                types[0] if types else item, f"{key}.type", f"{kind!r} is not one of {', '.join(HOOK_TYPES)}"
+            )
+        hook = section(loader, item, HOOK_TYPES[kind], key, ctx)
+        if not hook.name:
+            hook = dataclasses.replace(hook, name=f"{kind}{i}")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", hook.name) or hook.name in names:
+            raise ctx.error(
+                item, f"{key}.name", f"{hook.name!r} must be unique and use only A-Z a-z 0-9 _ . -"
+            )
+        names.add(hook.name)
+        _check_hook(hook, item, key, ctx)
+        hooks.append(hook)
+    return tuple(hooks)
+
+
+def _check_hook(hook, node, key: str, ctx: Ctx) -> None:
+    if isinstance(hook, CommandHookConfig) and not hook.argv:
+        raise ctx.error(node, f"{key}.argv", "a command hook needs argv: [program, args...]")
+    if isinstance(hook, HttpHookConfig) and not re.match(r"https?://", hook.url):
+        raise ctx.error(node, f"{key}.url", f"{hook.url!r} is not an http:// or https:// URL")
+    if isinstance(hook, MqttHookConfig):
+        _check_mqtt(hook, node, key, ctx)
+    bad = set(getattr(hook, "only", ())) - {"live", "spoof", "undecided"}
+    if bad:
+        raise ctx.error(node, f"{key}.only", f"{sorted(bad)}: decisions are live, spoof and undecided")
+
+
+def _check_mqtt(hook: MqttHookConfig, node, key: str, ctx: Ctx) -> None:
+    """Topics we publish to may not hold wildcards; a node id goes into topics and unique ids."""
+    topics = {"topic": hook.topic, "availability_topic": hook.availability_topic,
+              "state_topic": hook.state_topic, "discovery_prefix": hook.discovery_prefix}
+    for name, topic in topics.items():
+        if not topic or "+" in topic or "#" in topic or "\0" in topic:
+            raise ctx.error(node, f"{key}.{name}", f"{topic!r}: an MQTT topic to publish to, not empty, "
+                            "without the wildcards + and #")
+    if hook.node_id and not re.fullmatch(r"[A-Za-z0-9_-]+", hook.node_id):
+        raise ctx.error(node, f"{key}.node_id", f"{hook.node_id!r}: use only A-Z a-z 0-9 _ -")
+    if hook.discovery and len({hook.topic, hook.state_topic, hook.availability_topic}) < 3:
+        raise ctx.error(node, f"{key}.state_topic", "topic, state_topic and availability_topic must differ")
