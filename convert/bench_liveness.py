@@ -180,9 +180,9 @@ def clip_outcome(label: str, res: dict, fps: float, window_s: float) -> dict:
 
 def content_kind(content: str) -> str:
     """How a clip's content is reported: door_clip's RENDER, VIDEO, PAN + source, or a source's name."""
-    if content in ("render", "video"):
-        return {"render": "rendered"}.get(content, content)
-    return "panned real-photo" if content.startswith("pan_") else "real-photo"
+    if content.startswith("pan_"):
+        return "panned real-photo"
+    return {"render": "rendered", "video": "video"}.get(content, "real-photo")
 
 
 def summarise(rows: list[dict], window_s: float) -> dict:

@@ -54,7 +54,8 @@ class Daemon:
         self.last_decision: dict | None = None
         self.last_result: FrameResult | None = None  # for the live preview (a reference, no copy)
         self._watchdog_t = 0.0
-        self.panels = PanelFiles(cfg.liveness.save_depth_dir, cfg.liveness.save_depth_keep)
+        lv = cfg.liveness  # decision panels on disk, the surplus of earlier runs pruned now
+        self.panels = PanelFiles(lv.save_depth_dir, lv.save_depth_keep) if lv.save_depth_dir else None
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -151,8 +152,8 @@ class Daemon:
             model_sha256=getattr(self.bundle, "model_sha256", ""),
             bundle_version=getattr(self.bundle, "version", ""),
         )
-        if self.cfg.liveness.save_depth_dir:
-            event["depth_png"] = self._save_panel(result, event["id"])
+        if self.panels is not None:
+            event["depth_png"] = self.panels.save(event["id"], decision_panel(result, self.threshold_mm))
         self.decisions[d.decision] += 1
         self.last_decision = event
         log.info(
@@ -170,9 +171,6 @@ class Daemon:
         )
         if self.dispatcher:
             self.dispatcher.publish(event)
-
-    def _save_panel(self, result: FrameResult, event_id: str) -> str:
-        return self.panels.save(event_id, decision_panel(result, self.threshold_mm))
 
     def status(self) -> dict:
         now = time.monotonic()
