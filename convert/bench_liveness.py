@@ -11,9 +11,10 @@ hand-held; "video content"), whose motion the motion cue cannot call planar; wit
 photographs zoomed into and panned over on the same screens ("panned real-photo content"), a plane's motion
 inside a still screen. Each clip is replayed through the
 replay camera into `Pipeline.from_bundle` (the daemon's detector, crop, depth, motion and liveness
-stages, with the config's liveness settings), one fresh pipeline per clip. Frame timestamps are the
-clip's own (frame / fps), so the decision's timeout runs in clip time, as on a 10 frames/s camera,
-however fast this machine replays.
+stages, with the config's liveness settings), one fresh pipeline per clip; with --encode mp4v, from a
+video file of the clip written with that lossy codec (convert/clip_video.py), as a recording would hold
+it. Frame timestamps are the clip's own (frame / fps), so the decision's timeout runs in clip time, as on
+a camera at --fps (10 frames/s by default), however fast this machine replays.
 
 Per clip: an attack clip is accepted if any frame is decided `live` (clip APCER); a bona fide clip is
 rejected if no `live` comes within `--window-s` (3 s) of the first frame with a detected face, or if
@@ -66,9 +67,11 @@ def quantile_ci(values, q: float) -> tuple[float, float, float]:
     return (est, float(x[lo - 1]) if lo >= 1 else math.nan, float(x[hi - 1]) if hi <= n else math.nan)
 
 
-def run_clip(clip_dir: Path, bundle, cfg: Config, fps: float) -> dict:
-    """Replay one clip through a fresh pipeline; the per-frame trajectory and the decisions."""
-    cam_cfg = replace(cfg.camera, type="replay", source=str(clip_dir), loop=False, fps=0.0, hold_frames=1)
+def run_clip(source: Path, bundle, cfg: Config, fps: float) -> dict:
+    """Replay one clip (its folder of frames, or a video file) through a fresh pipeline; the per-frame
+    trajectory and the decisions."""
+    # pacing at the config's fastest rate: unpaced (a video file's 0 would mean its native rate)
+    cam_cfg = replace(cfg.camera, type="replay", source=str(source), loop=False, fps=1000.0, hold_frames=1)
     cfg = replace(cfg, camera=cam_cfg)
     pipe = Pipeline.from_bundle(bundle, cfg, Profiler())
     camera = make_camera(cam_cfg)
@@ -275,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
                         "playing a head that turns, on a stand and hand-held)")
     p.add_argument("--pan", action="store_true",
                    help="with --video: the real photographs zoomed into and panned over instead of a head")
+    p.add_argument("--encode", choices=("mp4v", "MJPG"),
+                   help="replay each clip from a video file written with this codec (convert/clip_video.py): "
+                        "what a recorded clip holds")
     p.add_argument("--replay", type=Path, metavar="SUMMARY",
                    help="decide again from a run's recorded evidence (its summary.json) with --config's "
                         "liveness settings: no clips, no network (see replay_clip for what is exact)")
@@ -288,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --clips, --fps and --seconds must be positive", file=sys.stderr)
         return 2
 
+    from convert.clip_video import EncodeError, encode_clip
     from firmware_app.bundle import BundleError, load_bundle
     from firmware_app.config_yaml import ConfigError
     from train.synth.door_clip import door_plan, render_door_clip, video_plan
@@ -319,7 +326,12 @@ def main(argv: list[str] | None = None) -> int:
         frames = int(round(a.seconds * a.fps))
         if not (meta.is_file() and json.loads(meta.read_text()).get("frames") == frames):
             render_door_clip(d, clip, a.seconds, a.fps)
-        res = results[clip.name] = run_clip(d, bundle, cfg, a.fps)
+        try:
+            source = encode_clip(d, a.encode, a.fps) if a.encode else d
+        except EncodeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        res = results[clip.name] = run_clip(source, bundle, cfg, a.fps)
         o = clip_outcome(clip.label, res, a.fps, a.window_s)
         kinds = [x["decision"] for x in res["decisions"]]
         outcome = kinds[0] if kinds else ("no face" if res["first_face"] is None else "none")
@@ -335,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "summary.json").write_text(json.dumps(
         {"bundle": str(a.bundle), "clips": a.clips, "fps": a.fps, "seconds": a.seconds, "seed": a.seed,
-         "window_s": a.window_s, "plan": ("pan" if a.pan else "video") if a.video else "door",
+         "window_s": a.window_s, "encode": a.encode,
+         "plan": ("pan" if a.pan else "video") if a.video else "door",
          "summary": summary, "clips_detail": rows,
          "decisions": {k: v["decisions"] for k, v in results.items()},
          # per frame: the frame's own LLR and the motion cue's (NaN: unscored / abstained / decided)

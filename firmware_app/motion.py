@@ -7,7 +7,8 @@ than MIN_KEPT of them survive (a dark, low-contrast face gives noise corners) th
 face region is rescaled so the face box is NORM_PX wide: every distance below is in those pixels.
 
   shift  median displacement of the corners. Below `min_shift_px` nothing can be told: the cue abstains
-         and keeps its key frame, so slow motion accumulates (for up to MAX_KEY_AGE frames).
+         and keeps its key frame, so slow motion accumulates (for up to MAX_KEY_AGE_S seconds of the
+         frames' own timestamps, not a frame count: a 30 frames/s camera must see the same sway as 10).
   r_hom  median residual after the best homography (RANSAC): every plane's image motion is a homography,
          so a print or screen, tilted, turned or carried, leaves only tracking noise (≈ 0.03–0.1 px on
          the synthetic clips); a head that turns, nods or just moves shows parallax between nose, cheeks
@@ -35,7 +36,7 @@ FB_MAX_PX = 0.5
 RANSAC_PX = 0.5
 MIN_KEPT = 0.6  # of the corners found, this share must track forward and back consistently
 MAX_RATIO = 0.5  # a homography residual above this share of the shift is tracking error, not parallax
-MAX_KEY_AGE = 10  # frames a key frame may wait for enough motion
+MAX_KEY_AGE_S = 1.0  # seconds a key frame may wait for enough motion (10 frames at the door bench's 10/s)
 INNER = 0.7  # corners come from the central 70 % of the face box (no background, no hair edge)
 
 
@@ -105,33 +106,32 @@ def motion_llr(shift: float, r_hom: float, p: MotionParams) -> float:
 
 
 class MotionCue:
-    """One track's motion cue; `update` with each frame (RGB) and the face box in frame pixels."""
+    """One track's motion cue; `update` with each frame (RGB), the face box in frame pixels and the frame's
+    timestamp in seconds."""
 
     def __init__(self, params: MotionParams = MotionParams()):
         self.p = params
-        self._key: tuple[np.ndarray, np.ndarray] | None = None
-        self._age = 0
+        self._key: tuple[np.ndarray, np.ndarray, float] | None = None
 
-    def update(self, rgb: np.ndarray, box) -> MotionEstimate:
+    def update(self, rgb: np.ndarray, box, t: float) -> MotionEstimate:
         box = np.asarray(box, np.float64)
         if self._key is None:
-            self._key, self._age = (rgb, box), 0
+            self._key = (rgb, box, t)
             return MotionEstimate(None, "first frame")
-        key_rgb, key_box = self._key
+        key_rgb, key_box, key_t = self._key
         if key_rgb.shape != rgb.shape:
-            self._key, self._age = (rgb, box), 0
+            self._key = (rgb, box, t)
             return MotionEstimate(None, "frame size changed")
         grey0, grey1, mask = self._regions(key_rgb, key_box, rgb, box)
         n, shift, r_hom = planarity(grey0, grey1, mask, self.p.max_corners)
-        self._age += 1
         if not np.isfinite(r_hom):
-            self._key, self._age = (rgb, box), 0
+            self._key = (rgb, box, t)
             return MotionEstimate(None, "too few consistent tracks", n)
         if shift < self.p.min_shift_px:
-            if self._age >= MAX_KEY_AGE:
-                self._key, self._age = (rgb, box), 0
+            if t - key_t >= MAX_KEY_AGE_S - 1e-9:
+                self._key = (rgb, box, t)
             return MotionEstimate(None, "motion too small", n, shift, r_hom)
-        self._key, self._age = (rgb, box), 0
+        self._key = (rgb, box, t)
         if r_hom > MAX_RATIO * shift:
             return MotionEstimate(None, "tracking inconsistent", n, shift, r_hom)
         return MotionEstimate(motion_llr(shift, r_hom, self.p), "", n, shift, r_hom)

@@ -142,10 +142,10 @@ class MotionStage:
         self.params = params
         self._cues: dict[int, MotionCue] = {}
 
-    def process(self, track_id: int, rgb: np.ndarray, face: FaceResult) -> MotionEstimate:
+    def process(self, track_id: int, rgb: np.ndarray, face: FaceResult, t: float) -> MotionEstimate:
         if track_id not in self._cues:
             self._cues = {track_id: MotionCue(self.params)}  # one face at a time: older tracks have ended
-        return self._cues[track_id].update(rgb, face.face.box)
+        return self._cues[track_id].update(rgb, face.face.box, t)
 
 
 @dataclass(frozen=True)
@@ -263,7 +263,7 @@ class Pipeline:
         open_track = not self.liveness.decided(face.track_id)  # a decided track's cues can rest
         if self.motion is not None and open_track:
             with self.profiler.stage("motion"):
-                motion = self.motion.process(face.track_id, frame.rgb, face)
+                motion = self.motion.process(face.track_id, frame.rgb, face, frame.timestamp)
         if self.medium is not None and open_track:
             with self.profiler.stage("medium"):
                 medium = self.medium.process(frame.rgb, face)

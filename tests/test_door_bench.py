@@ -182,3 +182,34 @@ def test_replay_without_a_recorded_run_says_what_to_do(tmp_path, capsys):
     assert main(["--replay", str(tmp_path / "summary.json")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a door benchmark summary.json (no clips_detail" in err
+
+
+def test_a_clip_encoded_as_a_recording_replays_through_the_pipeline(tmp_path):
+    """--encode: the clip's frames written with a lossy codec (a file, not the PNGs) reach the pipeline
+    frame for frame, changed by the codec; an unknown codec or an empty folder is one clear error."""
+    from convert.bench_liveness import run_clip
+    from convert.clip_video import EncodeError, encode_clip
+    from firmware_app.bundle import load_bundle
+    from firmware_app.camera.replay import ReplayCamera
+    from firmware_app.config import CameraConfig, Config
+    from tests.test_fw_fixtures import tiny_bundle
+    from train.synth.door_clip import DoorClip, render_door_clip
+
+    clip = tmp_path / "c"
+    render_door_clip(clip, DoorClip("bona_fide", "walk", 3), 0.4, 10, (320, 240))
+    video = encode_clip(clip, "mp4v", 10.0)
+    assert video.name == "clip_mp4v.mp4" and encode_clip(clip, "mp4v", 10.0) == video  # reused
+    cam = ReplayCamera(video, loop=False)
+    cam.open()
+    decoded = [cam.read().rgb for _ in range(4)]
+    png = [cv2.cvtColor(cv2.imread(str(clip / f"frame_{k:04d}.png")), cv2.COLOR_BGR2RGB) for k in range(4)]
+    diffs = np.array([[np.abs(a.astype(int) - b.astype(int)).mean() for b in png] for a in decoded])
+    # lossy, but the same frames in the same order
+    assert (np.diag(diffs) > 0.1).all() and (diffs.argmin(axis=1) == np.arange(4)).all(), diffs
+    res = run_clip(video, load_bundle(tiny_bundle(), None), Config(camera=CameraConfig(source="-")), 10.0)
+    assert len(res["frame_llr"]) == 4
+    with pytest.raises(EncodeError, match="unknown codec"):
+        encode_clip(clip, "H265", 10.0)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EncodeError, match="no frame_"):
+        encode_clip(tmp_path / "empty", "mp4v", 10.0)

@@ -40,12 +40,12 @@ def test_a_plane_moved_by_a_known_homography_scores_planar():
         moved = cv2.warpPerspective(rgb, h, rgb.shape[1::-1], flags=cv2.INTER_CUBIC)
         corners = cv2.perspectiveTransform(box.reshape(1, 2, 2), h)[0].ravel()
         cue = MotionCue()
-        assert cue.update(_noisy(rgb.astype(np.float32), 1), box).reason == "first frame"
-        est = cue.update(_noisy(moved.astype(np.float32), 2), corners)
+        assert cue.update(_noisy(rgb.astype(np.float32), 1), box, 0.0).reason == "first frame"
+        est = cue.update(_noisy(moved.astype(np.float32), 2), corners, 0.1)
         assert est.points >= 20 and est.shift > 6 and est.llr is not None and est.llr < -0.5, est
     still = MotionCue()
-    still.update(_noisy(rgb.astype(np.float32), 3), box)
-    assert still.update(_noisy(rgb.astype(np.float32), 4), box).reason == "motion too small"  # abstains
+    still.update(_noisy(rgb.astype(np.float32), 3), box, 0.0)
+    assert still.update(_noisy(rgb.astype(np.float32), 4), box, 0.1).reason == "motion too small"  # abstains
 
 
 def test_a_rendered_head_turning_scores_3d():
@@ -65,6 +65,32 @@ def test_a_rendered_head_turning_scores_3d():
         pose = HeadPose(start.yaw + yaw, start.pitch, start.roll, start.pivot_cam)
         img, layer, _ = render_bona_fide(cfg, identity, cam, _rng(1, 1, 2, 0), pose)
         rgb = apply_sensor(np.ascontiguousarray(img, np.float32), sensor, _rng(1, 1, 4, i))
-        ests.append(cue.update(rgb, _face_box(layer.landmarks_2d)))
+        ests.append(cue.update(rgb, _face_box(layer.landmarks_2d), 0.1 * i))
     assert ests[0].llr is None and ests[1].llr is not None and ests[1].llr > 0, ests[1]
     assert ests[1].r_hom > 0.3  # parallax a homography cannot explain
+
+
+def test_slow_motion_accumulates_over_the_same_time_at_any_frame_rate():
+    """A key frame waits for motion by the frames' timestamps, not by a frame count: a face drifting
+    2.4 px/s is judged after about 0.85 s at 10 and at 30 frames/s alike (a 10-frame cap gave a 30
+    frames/s camera 0.33 s, in which a person standing still rarely moves enough to count)."""
+    from tests.test_fw_fixtures import synthetic_frames
+
+    first = sorted(synthetic_frames().glob("*_bona_fide.png"))[0]
+    rgb = cv2.cvtColor(cv2.imread(str(first)), cv2.COLOR_BGR2RGB).astype(np.float32)
+    boxes = json.loads((synthetic_frames() / "boxes.json").read_text())
+    box = np.array(boxes[sorted(boxes)[0]], np.float64)
+    px_per_s = 2.4 * (box[2] - box[0]) / 128.0  # 2.4 px/s at the cue's normalised face width
+    judged_at = {}
+    for fps in (10.0, 30.0):
+        cue = MotionCue()
+        for k in range(int(1.5 * fps)):
+            dx = px_per_s * k / fps
+            moved = cv2.warpAffine(rgb, np.float32([[1, 0, dx], [0, 1, 0]]), rgb.shape[1::-1],
+                                   flags=cv2.INTER_CUBIC)
+            est = cue.update(_noisy(moved, k), box + [dx, 0, dx, 0], k / fps)
+            if est.llr is not None:
+                judged_at[fps] = k / fps
+                break
+    assert set(judged_at) == {10.0, 30.0}, judged_at
+    assert all(0.7 <= t <= 1.0 for t in judged_at.values()), judged_at
