@@ -22,7 +22,8 @@ whatever the depth network made of the face inside it. The track is
              min_moved_px, 0.7 by default, with the corners moving together: MotionEstimate.moved_px):
              a print or screen on a stand shows a still picture (corner shifts of 0.01–0.08 px on
              rendered content, up to 0.7 px of scattered tracking noise on real photographs), while
-             every bona fide door clip, standing still or not, moved 0.7 px within 1.3 s. A still
+             of 288 bona fide door clips (four seeds), all but one of those not decided spoof first
+             moved 0.7 px within 1.3 s, standing still or not (that one, very still, not in 3 s). A still
              picture's frames can look live to the depth network; it then waits into
              undecided. Nor once the motion cue has judged any frame pair planar beyond planar_veto_llr
              (a hand-held print or screen: 70 of 120 hand-held door-clip attacks had such a pair, and 18
