@@ -32,13 +32,18 @@ def encode_clip(clip_dir: Path, codec: str, fps: float) -> Path:
     if out.is_file() and out.stat().st_mtime >= max(f.stat().st_mtime for f in frames):
         return out
     first = cv2.imread(str(frames[0]))
+    if first is None:
+        raise EncodeError(f"{frames[0]}: not a readable image; render the clip again")
     tmp = out.with_name(out.stem + ".part" + out.suffix)
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*codec), fps, first.shape[1::-1])
     if not writer.isOpened():
         raise EncodeError(f"OpenCV cannot write {codec} here (its FFmpeg backend lacks the encoder)")
     try:
         for f in frames:
-            writer.write(cv2.imread(str(f)))
+            bgr = cv2.imread(str(f))
+            if bgr is None or bgr.shape != first.shape:
+                raise EncodeError(f"{f}: not readable or not the size of the first frame; render the clip again")
+            writer.write(bgr)
     finally:
         writer.release()
     tmp.replace(out)  # a half-written file never passes for a clip
