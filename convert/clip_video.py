@@ -42,7 +42,7 @@ def encode_clip(clip_dir: Path, codec: str, fps: float) -> Path:
         for f in frames:
             bgr = cv2.imread(str(f))
             if bgr is None or bgr.shape != first.shape:
-                raise EncodeError(f"{f}: not readable or not the size of the first frame; render the clip again")
+                raise EncodeError(f"{f}: unreadable, or not the first frame's size; render the clip again")
             writer.write(bgr)
     finally:
         writer.release()

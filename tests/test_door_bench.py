@@ -211,7 +211,7 @@ def test_a_clip_encoded_as_a_recording_replays_through_the_pipeline(tmp_path):
     with pytest.raises(EncodeError, match="unknown codec"):
         encode_clip(clip, "H265", 10.0)
     (clip / "frame_0002.png").write_bytes(b"not a png")
-    with pytest.raises(EncodeError, match="frame_0002.png: not readable"):
+    with pytest.raises(EncodeError, match="frame_0002.png: unreadable"):
         encode_clip(clip, "MJPG", 10.0)
     (tmp_path / "empty").mkdir()
     with pytest.raises(EncodeError, match="no frame_"):
