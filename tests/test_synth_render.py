@@ -190,3 +190,22 @@ def test_real_plates_are_cut_from_the_cc0_photographs_at_the_plate_size():
 def test_real_backdrop_share_is_recorded_only_when_used():
     assert "real_backdrop_share" not in GeneratorConfig().to_dict()
     assert GeneratorConfig(real_backdrop_share=0.3).to_dict()["real_backdrop_share"] == 0.3
+
+
+def test_near_share_draws_people_close_and_is_recorded_only_when_used():
+    from train.synth.camera import sample_camera
+    from train.synth.generator import sample_pose
+
+    assert "near_share" not in GeneratorConfig().to_dict() and "near_mm" not in GeneratorConfig().to_dict()
+    assert GeneratorConfig(near_share=0.3).to_dict()["near_mm"] == (300.0, 550.0)
+    cam = sample_camera(np.random.default_rng(0), (480, 640), (50.0, 90.0))
+
+    def eyes_mm(cfg, seed):  # the eyes' depth in front of the camera
+        pose = sample_pose(cfg, cam, np.random.default_rng(seed))
+        return float(pose.transform(np.zeros((1, 3)))[0][2])
+
+    near = [eyes_mm(GeneratorConfig(near_share=1.0), s) for s in range(40)]
+    wide = [eyes_mm(GeneratorConfig(), s) for s in range(40)]
+    assert max(near) <= 551 and min(near) >= 299 and max(wide) > 700
+    # off: no extra draw, so the recipe of every dataset written before stays as it was
+    assert wide == [eyes_mm(GeneratorConfig(near_share=0.0), s) for s in range(40)]

@@ -59,6 +59,9 @@ def _add_generator_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--real-backdrop-share", type=_share, default=0.0,
                    help="share of rooms and attack-picture backdrops cut from faceless CC0 photographs")
+    p.add_argument("--near-share", type=_share, default=0.0,
+                   help="share of bona fide frames drawn at 300-550 mm (a person standing at a door camera) "
+                        "instead of across the whole 300-1,200 mm")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,7 +103,7 @@ def _config(args):
         sys.exit(f"--relief-scale {lo} {hi}: LO must not exceed HI; give e.g. --relief-scale 0.8 1.25")
     return GeneratorConfig(
         height=args.height, width=args.width, attack_share=args.attack_share, relief_scale=(lo, hi),
-        real_backdrop_share=args.real_backdrop_share,
+        real_backdrop_share=args.real_backdrop_share, near_share=args.near_share,
     )
 
 
