@@ -81,9 +81,10 @@ def sample_pose(cfg: GeneratorConfig, camera: Camera, rng: np.random.Generator, 
     yaw = _pose_angle(rng, cfg.yaw_deg, cfg.frontal_share)
     pitch = _pose_angle(rng, cfg.pitch_deg, cfg.frontal_share)
     roll = _pose_angle(rng, cfg.roll_deg, cfg.frontal_share)
-    near = distance is None and cfg.near_share > 0 and rng.random() < cfg.near_share  # no draw when off
-    dist = distance if distance is not None else float(np.exp(rng.uniform(*np.log(
-        cfg.near_mm if near else cfg.distance_mm))))
+    dist = distance
+    if dist is None:
+        near = cfg.near_share > 0 and rng.random() < cfg.near_share  # no draw when off: old recipes hold
+        dist = float(np.exp(rng.uniform(*np.log(cfg.near_mm if near else cfg.distance_mm))))
     h, w = camera.hw
     # Closer faces are larger, so keep them nearer the centre to stay inside the frame.
     spread = np.clip((dist - 250.0) / 900.0, 0.05, 0.3)
