@@ -127,9 +127,13 @@ $(TFLRT)/.installed: requirements/device-fallback.txt  # the device's fallback s
 verify-runtimes: setup $(TFLRT)/.installed  ## BUNDLE's model under ai_edge_litert and tflite_runtime on out/synth's test split, side by side
 	$(PY) -m convert.runtime_check --bundle $(BUNDLE) --dataset $(OUT)/synth --python $(TFLRT)/bin/python
 
-train: setup  ## a training session: warm start from models/default, promote if validation improves (FRESH=1: from scratch; TRANSFER=1: new architecture, matching layers copied)
+train: setup  ## a training session: warm start from models/default, promote if validation improves and the held-out check passes (FRESH=1: from scratch; TRANSFER=1: new architecture, matching layers copied; NO_HELDOUT=1: validation alone)
 	@test -f $(OUT)/synth/index.json || $(MAKE) --no-print-directory data
-	$(PY) -m train.session --config $(CONFIG) $(if $(FRESH),--fresh) $(if $(TRANSFER),--transfer)
+	$(PY) -m train.session --config $(CONFIG) $(if $(FRESH),--fresh) $(if $(TRANSFER),--transfer) $(if $(NO_HELDOUT),--no-heldout)
+
+.PHONY: heldout
+heldout: setup  ## RUN= against models/default on the real-photo slice, both calibrated on the committed model's dataset (what make train checks before promoting)
+	$(PY) -m convert.heldout $(RUN) --photos $(OUT)/photo_attacks --work $(OUT)/heldout
 
 evaluate: setup  ## evaluate RUN (default models/default) on the test split, write its report
 	$(PY) -m train.evaluate $(RUN)

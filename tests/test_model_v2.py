@@ -150,11 +150,12 @@ def test_sessions_warm_start_and_promote_only_on_improvement(tmp_path, monkeypat
     info["best"] = {"epoch": 1, "val_relief_mae_mm": base_mae * 0.9}
     info["last_epoch"] = {"val_relief_mae_mm": base_mae * 0.95, "val_live_loss": base_live * 2}
     (run2 / "run.json").write_text(json.dumps(info))
-    assert session.main(["--models", str(models), "--decide", str(run2)]) == 0
+    assert session.main(["--models", str(models), "--decide", str(run2), "--no-heldout"]) == 0
     ledger = json.loads((models / "run.json").read_text())["ledger"]
     assert len(ledger) == 2 and ledger[-1]["promoted"] and ledger[-1]["val"]["val_live_loss"] < base_live
     assert (models / session.WEIGHTS).read_bytes() != before
-    assert session.main(["--models", str(models), "--decide", str(run2)]) == 0  # already promoted: no-op
+    # already promoted: a no-op
+    assert session.main(["--models", str(models), "--decide", str(run2), "--no-heldout"]) == 0
 
     cfg, model, _ = load_run(models)  # weights only: rebuilt from the committed config
     assert cfg.model == TINY_V2 and set(model.output) == {"bins", "relief", "live"}

@@ -18,17 +18,23 @@ checkpoint into models/default only if its validation relief MAE is lower and, f
 logit, its validation liveness loss no higher than the start weights' on the same validation split (scored
 before the first step, `baseline_val`: `make data` may have regenerated the split since the last session);
 a run without that baseline compares with the ledger (best promoted MAE, last promoted liveness loss).
-The ledger is written either way, so the curve across sessions is in git. Then commit models/default and
-run `make convert` (bundle/default from the committed weights; the manifest records their sha256).
+Validation is synthetic, so a session it promotes must then pass the held-out check (convert/heldout.py:
+the candidate converted and scored on the real-photo attack slice beside the committed model, both
+calibrated on the committed model's dataset; no more frames accepted) before it replaces the weights;
+`--no-heldout` skips it and the ledger says so. The ledger is written either way, so the curve across
+sessions is in git. Then commit models/default and run `make convert` (bundle/default from the committed
+weights; the manifest records their sha256).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -100,8 +106,26 @@ def improves(val: dict, ledger: list[dict], baseline: dict | None = None) -> boo
     return live is None or last_live is None or live <= last_live
 
 
-def promote(run_dir: Path, models: Path, committed: dict | None, cfg: Config) -> dict:
-    """Ledger entry for the run; its best weights replace models/default when validation improved."""
+def heldout_verdict(run_dir: Path, check: Callable | None) -> tuple[bool, dict]:
+    """(passed, ledger record) of the held-out check on a run validation promoted; fail closed: a check
+    that cannot run does not promote."""
+    if check is None:
+        return True, {"skipped": "--no-heldout: promoted on validation alone"}
+    from convert.heldout import HeldOutError
+
+    try:
+        result = check(run_dir)
+    except HeldOutError as e:
+        log.error("%s; not promoted", e)
+        return False, {"passed": False, "error": str(e)}
+    log.info("%s", result.line())
+    return result.passed, result.to_ledger()
+
+
+def promote(run_dir: Path, models: Path, committed: dict | None, cfg: Config,
+            heldout: Callable | None = None) -> dict:
+    """Ledger entry for the run; its best weights replace models/default when validation improved and
+    `heldout` (run_dir → convert.heldout.HeldOutResult; None: no check) passed."""
     import keras
 
     from train.synth.shards import sha256_of
@@ -130,7 +154,10 @@ def promote(run_dir: Path, models: Path, committed: dict | None, cfg: Config) ->
     baseline = info.get("baseline_val")
     if baseline:
         entry["baseline_val"] = {k: baseline[k] for k in (MONITOR, LIVE_MONITOR) if k in baseline}
-    entry["promoted"] = improved = improves(entry["val"], ledger, baseline)
+    improved = improves(entry["val"], ledger, baseline)
+    if improved and committed is not None:  # a fresh model has nothing to be compared with
+        improved, entry["heldout"] = heldout_verdict(run_dir, heldout)
+    entry["promoted"] = improved
     ledger.append(entry)
     models.mkdir(parents=True, exist_ok=True)
     if improved:
@@ -144,11 +171,12 @@ def promote(run_dir: Path, models: Path, committed: dict | None, cfg: Config) ->
     write_json_atomic(models / "run.json", out)
     log.info("session %d: %s %s %.3f (best before: %s) → %s", entry["session"], info["name"], MONITOR,
              value if value is not None else float("nan"), previous,
-             f"promoted into {models}" if improved else "not promoted (MAE not lower or live loss higher)")
+             f"promoted into {models}" if improved else
+             "not promoted (MAE not lower, live loss higher or the held-out check refused)")
     return entry
 
 
-def decide_again(run_dir: Path, models: Path) -> int:
+def decide_again(run_dir: Path, models: Path, heldout: Callable | None) -> int:
     """Re-run the promotion of a finished session (after a fix to the rule) in place of its ledger entry."""
     from train.train import load_run
 
@@ -162,9 +190,15 @@ def decide_again(run_dir: Path, models: Path) -> int:
         print(f"{name} is already promoted; nothing to decide")
         return 0
     cfg, _, _ = load_run(run_dir)
-    entry = promote(run_dir, models, {**committed, "ledger": committed["ledger"][:-1]}, cfg)
+    entry = promote(run_dir, models, {**committed, "ledger": committed["ledger"][:-1]}, cfg, heldout)
     print(json.dumps(entry, indent=1))
     return 0
+
+
+def _heldout_check(run_dir: Path, models: Path):
+    from convert.heldout import check  # convert loads TensorFlow; only a promoted session needs it
+
+    return check(run_dir, committed=models)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,16 +213,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     p.add_argument("--decide", type=Path, metavar="RUN_DIR",
                    help="decide a finished session's run again (its ledger entry is replaced)")
+    p.add_argument("--no-heldout", action="store_true",
+                   help="promote on validation alone: skip the held-out real-photo check "
+                        "(convert/heldout.py)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    heldout = None if a.no_heldout else functools.partial(_heldout_check, models=a.models)
     if a.decide:
-        return decide_again(a.decide, a.models)
+        return decide_again(a.decide, a.models, heldout)
     try:
         cfg, committed = session_config(load_config(a.config, a.set), a.models, a.fresh, a.transfer)
         from train.train import train  # TensorFlow loads once the config is known to be valid
 
         run_dir = train(cfg)
-        entry = promote(run_dir, a.models, committed, cfg)
+        entry = promote(run_dir, a.models, committed, cfg, heldout)
     except (ConfigError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

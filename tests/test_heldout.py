@@ -1,0 +1,138 @@
+"""The held-out check before a promotion (convert/heldout.py, train/session.py): a session that validation
+promotes is converted and scored on the real-photo attack slice beside the committed model, both calibrated
+on the committed model's dataset, and replaces the weights only if it accepts no more of its frames."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from convert.heldout import CropCount, HeldOutError, HeldOutResult, check, committed_bundle, compare
+from tests.fakes import write_fake_dataset
+from train.config import Config, DataConfig, ModelConfig, TrainConfig
+
+pytestmark = [pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
+              pytest.mark.filterwarnings("ignore:Statistics for quantized inputs were expected")]
+TINY_V2 = ModelConfig(arch="v2", n_bins=10, trunk_widths=(8, 8, 16, 16), blocks=(0,), refine_width=8)
+BUNDLE = Path(__file__).resolve().parents[1] / "bundle" / "default"
+DETECTOR = str(BUNDLE / "face_detection_short_range.tflite")  # the device's BlazeFace, committed
+
+
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory):
+    """A committed tiny model (session 1) and a warm-started candidate run (session 2)."""
+    from train import session
+    from train.train import train
+
+    tmp = tmp_path_factory.mktemp("heldout")
+    index = write_fake_dataset(tmp / "ds", n_train=8, n_val=20, n_test=12, hw=(96, 128), per_shard=10)
+    base = Config(data=DataConfig(dataset=str(index.root), batch_size=4, max_val_samples=4), model=TINY_V2,
+                  train=TrainConfig(name="t", out_dir=str(tmp / "runs"), epochs=1, steps_per_epoch=2,
+                                    warmup_steps=1, verbose=0, run_eagerly=True))
+    models = tmp / "models"
+    cfg1, committed = session.session_config(base, models, fresh=False)
+    assert session.promote(train(cfg1), models, committed, cfg1)["promoted"]  # fresh: nothing to compare
+    cfg2, committed = session.session_config(base, models, fresh=False)
+    return {"tmp": tmp, "models": models, "run": train(cfg2), "cfg": cfg2, "committed": committed,
+            "index": index}
+
+
+def _tiny_slice(out: Path) -> Path:
+    from train.synth.photo_attacks import PhotoAttackConfig, generate
+
+    generate(out, 4, seed=1, shard_size=1, cfg=PhotoAttackConfig(height=240, width=320), log=lambda _: None,
+             detector_model=DETECTOR)
+    return out
+
+
+@pytest.mark.slow
+def test_the_real_check_scores_both_bundles_on_the_same_frames(sessions, monkeypatch):
+    monkeypatch.setattr("convert.liveness.MIN_ATTACKS", 2)  # the fake split has 5 val attacks
+    monkeypatch.setattr("convert.liveness.MIN_BONA_FIDE", 2)
+    tmp = sessions["tmp"]
+    work = tmp / "work"
+    photos = _tiny_slice(tmp / "slice")
+    result = check(sessions["run"], committed=sessions["models"], photos=photos, work=work)
+    assert [c.crop for c in result.counts] == ["detector+medium", "detector"]
+    assert all(c.n == 4 and 0 <= c.candidate <= 4 and 0 <= c.committed <= 4 for c in result.counts)
+    assert result.passed == all(c.candidate <= c.committed for c in result.counts)
+    for name in ("candidate", "committed"):  # both calibrated on the committed model's dataset
+        manifest = json.loads((work / name / "manifest.json").read_text())
+        assert manifest["dataset"]["path"] == str(sessions["index"].root.resolve())
+        scored = json.loads((work / f"{name}_photo_attacks.json").read_text())
+        assert scored["apcer"]["detector"]["all"]["accepted"] == getattr(result.counts[1], name)
+    ledger = result.to_ledger()
+    assert ledger["passed"] == result.passed and len(ledger["accepted"]) == 2
+    # the committed bundle is converted once per weights and dataset, then reused
+    stamp = (work / "committed" / "manifest.json").stat().st_mtime_ns
+    assert committed_bundle(sessions["models"], sessions["index"].root, work) == work / "committed"
+    assert (work / "committed" / "manifest.json").stat().st_mtime_ns == stamp
+
+
+def test_a_check_that_cannot_run_says_why_and_does_not_promote(sessions, tmp_path):
+    from train import session
+
+    # The real check on the fake split: too few validation attacks to calibrate the evidence → refused.
+    with pytest.raises(HeldOutError, match="too few"):
+        check(sessions["run"], committed=sessions["models"], photos=tmp_path / "none", work=tmp_path / "w")
+    assert not (tmp_path / "none").exists()  # the slice is made only once both bundles exist
+    with pytest.raises(HeldOutError, match="names no dataset"):
+        check(sessions["run"], committed=tmp_path / "nothing")
+    models = _improved_copy(sessions, tmp_path)
+    before = (models / session.WEIGHTS).read_bytes()
+
+    def real(run_dir):
+        return check(run_dir, committed=models, photos=tmp_path / "none", work=tmp_path / "w")
+
+    entry = session.promote(sessions["run"], models, sessions["committed"], sessions["cfg"], real)
+    assert not entry["promoted"] and "too few" in entry["heldout"]["error"]
+    assert (models / session.WEIGHTS).read_bytes() == before
+
+
+@pytest.mark.parametrize("candidate, promoted", [(3, False), (2, True), (1, True)])
+def test_validation_promotes_only_what_the_held_out_slice_does_not_refuse(sessions, tmp_path, candidate,
+                                                                          promoted):
+    from train import session
+
+    models = _improved_copy(sessions, tmp_path)
+    before = (models / session.WEIGHTS).read_bytes()
+    counts = (CropCount("detector+medium", candidate, 2, 600), CropCount("detector", 100, 100, 600))
+    result = HeldOutResult(counts, "ds", "cand", "comm")
+    entry = session.promote(sessions["run"], models, sessions["committed"], sessions["cfg"], lambda _: result)
+    assert entry["promoted"] is promoted and entry["heldout"]["passed"] is promoted
+    assert entry["heldout"]["accepted"][0] == {"crop": "detector+medium", "candidate": candidate,
+                                               "committed": 2, "n": 600}
+    assert ((models / session.WEIGHTS).read_bytes() == before) is not promoted
+    ledger = json.loads((models / "run.json").read_text())["ledger"]
+    assert ledger[-1]["heldout"] == entry["heldout"]
+    # --no-heldout: validation alone, and the ledger says the check was skipped
+    models = _improved_copy(sessions, tmp_path / "skip")
+    entry = session.promote(sessions["run"], models, sessions["committed"], sessions["cfg"], None)
+    assert entry["promoted"] and "skipped" in entry["heldout"]
+
+
+def test_compare_refuses_results_of_different_slices():
+    a = {"apcer": {"detector": {"all": {"n": 600, "accepted": 10}}}}
+    b = {"apcer": {"detector": {"all": {"n": 400, "accepted": 5}}}}
+    with pytest.raises(ValueError, match="different slices"):
+        compare(a, b)
+    with pytest.raises(ValueError, match="detector-crop"):
+        compare({"apcer": {}}, {"apcer": {}})
+    (c,) = compare(a, {"apcer": {"detector": {"all": {"n": 600, "accepted": 10}}}})
+    assert c.passed and "10/600 vs 10/600" in HeldOutResult((c,), "", "", "").line()
+
+
+def _improved_copy(sessions, tmp_path: Path) -> Path:
+    """A copy of the committed model, and the candidate's log rewritten so validation promotes it."""
+    models = tmp_path / "models"
+    shutil.copytree(sessions["models"], models)
+    run = sessions["run"]
+    info = json.loads((run / "run.json").read_text())
+    mae, live = info["baseline_val"]["val_relief_mae_mm"], info["baseline_val"]["val_live_loss"]
+    (run / "log.csv").write_text(f"epoch,val_relief_mae_mm,val_live_loss\n0,{mae * 0.9},{live * 0.9}\n")
+    info["best"] = {"epoch": 0, "val_relief_mae_mm": mae * 0.9}
+    (run / "run.json").write_text(json.dumps(info))
+    return models
