@@ -140,6 +140,7 @@ def make_manifest(out: Path, info: dict, cfg, q: QuantResult, v: VerifyResult, i
         "training_config": info["config"],
         "dataset": {"path": str(Path(index.root).resolve()),
                     "index_sha256": sha256_file(Path(index.root) / "index.json"),
+                    "content_sha256": index.content_sha256(),  # the shards, whatever commit wrote the index
                     "trained_index_sha256": info["dataset"].get("index_sha256")},
         # weights_sha256: the committed models/default/model.weights.h5 this bundle was converted from
         "weights_sha256": info.get("weights_sha256"),

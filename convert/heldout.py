@@ -14,7 +14,7 @@ threshold on a validation split, and another split alone moved the shipped weigh
 Passed: on the same frames, the candidate accepts no more than the committed model with the device's
 cues (detector crop + medium edges) and no more on the detector crop alone. The committed model's
 bundle is converted once per weights and dataset and kept in `work` (bundle/default is reused when its
-manifest names the same weights and dataset index). The door clips are not part of the check (minutes
+manifest names the same weights and dataset shards). The door clips are not part of the check (minutes
 per seed of rendering): `make bench-liveness BUNDLE=<work>/candidate` measures them.
 """
 
@@ -87,11 +87,19 @@ def compare(candidate: dict, committed: dict) -> tuple[CropCount, ...]:
 
 
 def _same_source(manifest: dict, weights_sha256: str | None, dataset: Path) -> bool:
+    """The manifest's bundle holds these weights calibrated on this dataset's shards (bundles from before
+    content_sha256: on this very index.json, which names the commit that wrote it)."""
+    from train.synth.dataset_index import DatasetIndex
     from train.synth.shards import sha256_of
 
-    index = dataset / "index.json"
-    return (weights_sha256 is not None and manifest.get("weights_sha256") == weights_sha256
-            and index.is_file() and manifest.get("dataset", {}).get("index_sha256") == sha256_of(index))
+    if weights_sha256 is None or manifest.get("weights_sha256") != weights_sha256:
+        return False
+    if not (dataset / "index.json").is_file():
+        return False
+    made_on = manifest.get("dataset", {})
+    if "content_sha256" in made_on:
+        return made_on["content_sha256"] == DatasetIndex.load(dataset).content_sha256()
+    return made_on.get("index_sha256") == sha256_of(dataset / "index.json")
 
 
 def committed_bundle(committed: Path, dataset: Path, work: Path, shipped: Path = SHIPPED) -> Path:

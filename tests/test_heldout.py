@@ -4,6 +4,7 @@ on the committed model's dataset, and replaces the weights only if it accepts no
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -112,6 +113,32 @@ def test_validation_promotes_only_what_the_held_out_slice_does_not_refuse(sessio
     models = _improved_copy(sessions, tmp_path / "skip")
     entry = session.promote(sessions["run"], models, sessions["committed"], sessions["cfg"], None)
     assert entry["promoted"] and "skipped" in entry["heldout"]
+
+
+def test_a_bundle_is_reused_for_the_same_weights_and_shards_whatever_commit_wrote_the_index(tmp_path):
+    from convert.heldout import _same_source
+    from train.synth.dataset_index import DatasetIndex
+
+    index = write_fake_dataset(tmp_path / "d", n_train=4, n_val=4, n_test=0, per_shard=4)
+    made = {"weights_sha256": "w", "dataset": {"content_sha256": index.content_sha256(), "index_sha256": "x"}}
+    assert _same_source(made, "w", index.root)
+    index.meta["source_commit"] = "another"  # regenerated at another commit: the same shards
+    index.save()
+    assert DatasetIndex.load(index.root).content_sha256() == made["dataset"]["content_sha256"]
+    assert _same_source(made, "w", index.root) and not _same_source(made, "v", index.root)
+    index.shards[0] = dataclasses.replace(index.shards[0], sha256="0" * 64)  # another calibration split
+    index.save()
+    assert not _same_source(made, "w", index.root)
+    old = {"weights_sha256": "w", "dataset": {"index_sha256": "x"}}  # a bundle from before content_sha256
+    assert not _same_source(old, "w", index.root)
+
+
+def test_the_command_says_what_is_wrong_in_one_line(tmp_path, capsys):
+    from convert.heldout import main
+
+    assert main([str(tmp_path / "run"), "--committed", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "names no dataset" in err and "Traceback" not in err
 
 
 def test_compare_refuses_results_of_different_slices():

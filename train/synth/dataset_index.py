@@ -16,6 +16,7 @@ complete and its hash is recorded.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import Counter
@@ -98,6 +99,14 @@ class DatasetIndex:
 
     def entries(self, split: str | None = None) -> list[ShardEntry]:
         return [self.shards[k] for k in sorted(self.shards) if split in (None, self.shards[k].split)]
+
+    def content_sha256(self) -> str:
+        """sha256 over the shards' names, splits and hashes: the same for the same recipe whatever commit
+        wrote index.json (its meta names the commit, so the file's own hash changes with every commit)."""
+        h = hashlib.sha256()
+        for e in self.entries():
+            h.update(f"{e.file} {e.split} {e.sha256}\n".encode())
+        return h.hexdigest()
 
     def readers(self, split: str | None = None, verify: bool = True):
         """Yield a ShardReader per shard of `split`, checking each shard's sha256."""
