@@ -165,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", type=Path, help="calibration dataset (default: the committed model's)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if a.run_dir.resolve() == a.committed.resolve():
+        print(f"error: {a.run_dir} is the committed model itself; name a candidate run "
+              "(make heldout RUN=out/runs/<run>)", file=sys.stderr)
+        return 2
     try:
         result = check(a.run_dir, a.committed, a.photos, a.work, a.dataset)
     except HeldOutError as e:

@@ -139,6 +139,8 @@ def test_the_command_says_what_is_wrong_in_one_line(tmp_path, capsys):
     assert main([str(tmp_path / "run"), "--committed", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "names no dataset" in err and "Traceback" not in err
+    assert main([str(tmp_path), "--committed", str(tmp_path)]) == 2
+    assert "the committed model itself" in capsys.readouterr().err
 
 
 def test_compare_refuses_results_of_different_slices():
