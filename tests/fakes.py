@@ -182,6 +182,15 @@ def write_fake_dataset(root, n_train: int = 24, n_val: int = 6, n_test: int = 8,
     return index
 
 
+def tiny_run_config(index: DatasetIndex, model, runs: Path, name: str = "tiny", steps: int = 3):
+    """A training config that fits one epoch of `steps` batches of 4 on a fake dataset in seconds."""
+    from train.config import Config, DataConfig, TrainConfig
+
+    return Config(data=DataConfig(dataset=str(index.root), batch_size=4, max_val_samples=4), model=model,
+                  train=TrainConfig(name=name, out_dir=str(runs), epochs=1, steps_per_epoch=steps,
+                                    warmup_steps=1, verbose=0, run_eagerly=True))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out")

@@ -19,8 +19,8 @@ import yaml
 from convert.liveness import liveness_score
 from convert.quantize import CalibrationError, ConvertError, QuantizationError, calibration_crops, quantize
 from firmware_app.bundle import BundleError, load_bundle
-from tests.fakes import write_fake_dataset
-from train.config import Config, DataConfig, ModelConfig, TrainConfig
+from tests.fakes import tiny_run_config, write_fake_dataset
+from train.config import Config, ModelConfig
 
 pytestmark = [pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
               pytest.mark.filterwarnings("ignore:Statistics for quantized inputs were expected")]
@@ -35,9 +35,7 @@ def built(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("convert")
     index = write_fake_dataset(tmp / "ds", n_train=8, n_val=20, n_test=12, hw=(96, 128), per_shard=10)
-    cfg = Config(data=DataConfig(dataset=str(index.root), batch_size=4, max_val_samples=4), model=TINY,
-                 train=TrainConfig(name="tiny", out_dir=str(tmp / "runs"), epochs=1, steps_per_epoch=3,
-                                   warmup_steps=1, verbose=0, run_eagerly=True))
+    cfg = tiny_run_config(index, TINY, tmp / "runs")
     run_dir = train(cfg)
     with pytest.MonkeyPatch.context() as mp:  # 5 val attacks: calibrate anyway (refusal: test_liveness_v2)
         mp.setattr("convert.liveness.MIN_ATTACKS", 2)

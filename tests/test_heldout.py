@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from convert.heldout import CropCount, HeldOutError, HeldOutResult, check, committed_bundle, compare
-from tests.fakes import write_fake_dataset
-from train.config import Config, DataConfig, ModelConfig, TrainConfig
+from tests.fakes import tiny_run_config, write_fake_dataset
+from train.config import ModelConfig
 
 pytestmark = [pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
               pytest.mark.filterwarnings("ignore:Statistics for quantized inputs were expected")]
@@ -30,9 +30,7 @@ def sessions(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("heldout")
     index = write_fake_dataset(tmp / "ds", n_train=8, n_val=20, n_test=12, hw=(96, 128), per_shard=10)
-    base = Config(data=DataConfig(dataset=str(index.root), batch_size=4, max_val_samples=4), model=TINY_V2,
-                  train=TrainConfig(name="t", out_dir=str(tmp / "runs"), epochs=1, steps_per_epoch=2,
-                                    warmup_steps=1, verbose=0, run_eagerly=True))
+    base = tiny_run_config(index, TINY_V2, tmp / "runs", name="t", steps=2)
     models = tmp / "models"
     cfg1, committed = session.session_config(base, models, fresh=False)
     assert session.promote(train(cfg1), models, committed, cfg1)["promoted"]  # fresh: nothing to compare
