@@ -3,7 +3,7 @@ PY      ?= .venv/bin/python
 OUT     ?= out
 # the device's fallback runtime (requirements/device-fallback.txt) as an x86 venv
 TFLRT   := $(OUT)/tflrt
-N       ?= 24000
+N       ?= 48000
 ATTACK_SHARE ?= 0.3
 RELIEF  ?= 1 1
 SEED    ?= 0
@@ -57,7 +57,7 @@ qs-daemon: setup  ## quick start: the daemon on that clip with QS_BUNDLE; prints
 	@echo "frame rate (python -m firmware_app profile on the same clip and config, hooks off):"
 	@$(QS_ENV) $(PY) -m firmware_app profile --config $(QS_CONFIG) --frames 1000 --out $(QS)/state/profile.json
 
-data: setup  ## write (or resume) the default model's dataset recipe: N=24000 SEED=0 ATTACK_SHARE=0.3 into out/synth (RELIEF="0.8 1.25": relief-stretched identities, off: session 11)
+data: setup  ## write (or resume, or grow) the default model's dataset recipe: N=48000 SEED=0 ATTACK_SHARE=0.3 into out/synth (RELIEF="0.8 1.25": relief-stretched identities, off: session 11)
 	$(PY) -m train.synth dataset --out $(OUT)/synth --n $(N) --seed $(SEED) --workers $(WORKERS) --attack-share $(ATTACK_SHARE) --relief-scale $(RELIEF)
 
 .PHONY: data-test

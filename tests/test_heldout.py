@@ -113,6 +113,25 @@ def test_validation_promotes_only_what_the_held_out_slice_does_not_refuse(sessio
     assert entry["promoted"] and "skipped" in entry["heldout"]
 
 
+def test_the_held_out_check_judges_liveness_when_validation_only_drifts(sessions, tmp_path):
+    """Validation's liveness loss is synthetic: 5 % worse goes to the held-out check, which decides; without
+    the check it refuses, and 20 % worse is refused before the check runs."""
+    from train import session
+
+    counts = (CropCount("detector+medium", 1, 2, 600), CropCount("detector", 90, 100, 600))
+    calls = []
+
+    def check(run):
+        calls.append(run)
+        return HeldOutResult(counts, "ds", "cand", "comm")
+
+    for factor, heldout, promoted in [(1.05, check, True), (1.05, None, False), (1.2, check, False)]:
+        models = _improved_copy(sessions, tmp_path / f"{factor}-{heldout is None}", live_factor=factor)
+        entry = session.promote(sessions["run"], models, sessions["committed"], sessions["cfg"], heldout)
+        assert entry["promoted"] is promoted, (factor, heldout)
+    assert len(calls) == 1  # the collapse never reached the check
+
+
 def test_a_bundle_is_reused_for_the_same_weights_and_shards_whatever_commit_wrote_the_index(tmp_path):
     from convert.heldout import _same_source
     from train.synth.dataset_index import DatasetIndex
@@ -152,14 +171,15 @@ def test_compare_refuses_results_of_different_slices():
     assert c.passed and "10/600 vs 10/600" in HeldOutResult((c,), "", "", "").line()
 
 
-def _improved_copy(sessions, tmp_path: Path) -> Path:
-    """A copy of the committed model, and the candidate's log rewritten so validation promotes it."""
+def _improved_copy(sessions, tmp_path: Path, live_factor: float = 0.9) -> Path:
+    """A copy of the committed model, and the candidate's log rewritten so validation promotes it (its
+    liveness loss `live_factor` × the start weights')."""
     models = tmp_path / "models"
     shutil.copytree(sessions["models"], models)
     run = sessions["run"]
     info = json.loads((run / "run.json").read_text())
     mae, live = info["baseline_val"]["val_relief_mae_mm"], info["baseline_val"]["val_live_loss"]
-    (run / "log.csv").write_text(f"epoch,val_relief_mae_mm,val_live_loss\n0,{mae * 0.9},{live * 0.9}\n")
+    (run / "log.csv").write_text(f"epoch,val_relief_mae_mm,val_live_loss\n0,{mae * 0.9},{live * live_factor}\n")
     info["best"] = {"epoch": 0, "val_relief_mae_mm": mae * 0.9}
     (run / "run.json").write_text(json.dumps(info))
     return models

@@ -85,6 +85,23 @@ def test_other_arguments_into_the_same_folder_are_refused(dataset):
         write_dataset(plan, workers=1, progress=False)
 
 
+def test_a_larger_n_grows_the_dataset_into_the_larger_recipe(dataset, tmp_path):
+    """`make data N=48000` on a 24,000-frame out/synth: the shards there are kept, a cut-short last shard is
+    rendered again at full size, and the result is the larger recipe made from scratch, byte for byte."""
+    grown = tmp_path / "grown"
+    small = DatasetPlan(grown, n=7, seed=dataset.seed, shard_size=3, config=SMALL)  # shard 2 holds 1 frame
+    write_dataset(small, workers=1, progress=False)
+    kept = sha256_of(grown / "shard-00000.npz")
+    report = write_dataset(DatasetPlan(grown, 12, dataset.seed, 3, SMALL), workers=1, progress=False)
+    assert report.skipped == 6 and report.generated == 6  # shards 0-1 kept; 2 (again, 3 frames) and 3 made
+    index = DatasetIndex.load(grown)
+    assert index.meta["n"] == 12 and index.n_samples() == 12 and sha256_of(grown / "shard-00000.npz") == kept
+    for name in ("shard-00000.npz", "shard-00001.npz", "shard-00002.npz"):  # the 9-frame recipe's shards
+        assert sha256_of(grown / name) == sha256_of(dataset.out / name)
+    with pytest.raises(DatasetError, match="would drop some"):
+        write_dataset(DatasetPlan(grown, 9, dataset.seed, 3, SMALL), workers=1, progress=False)
+
+
 def test_a_truncated_shard_is_never_read_as_valid(dataset, tmp_path):
     path = tmp_path / "bad.npz"
     src = dataset.out / "shard-00000.npz"

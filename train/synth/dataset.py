@@ -3,6 +3,8 @@
 Workers each generate and write whole shards (atomically, see shards.py); the parent alone updates
 `index.json`, after each finished shard. On a rerun with the same arguments, shards already listed
 with a matching hash are kept and the rest (missing, half-written `.tmp`, or altered) are regenerated.
+A larger --n with otherwise the same arguments grows the dataset: a shard depends only on (seed, shard
+id, its size), so the shards already there are the ones the larger recipe starts with.
 """
 
 from __future__ import annotations
@@ -83,13 +85,22 @@ def _open_index(plan: DatasetPlan) -> DatasetIndex:
         stale.unlink()  # a shard or index cut off mid-write: never valid, always regenerated
     if (plan.out / "index.json").exists():
         index = DatasetIndex.load(plan.out)
-        old = {k: v for k, v in index.meta.items() if k != "source_commit"}
-        new = {k: v for k, v in plan.meta().items() if k != "source_commit"}
+        old = {k: v for k, v in index.meta.items() if k not in ("source_commit", "n")}
+        new = {k: v for k, v in plan.meta().items() if k not in ("source_commit", "n")}
         if _jsonish(old) != _jsonish(new):
             raise DatasetError(
                 f"{plan.out} holds a dataset made with other arguments; "
                 "rerun with the same --n/--seed/--shard-size/config, or choose a new --out"
             )
+        if plan.n < index.meta["n"]:
+            raise DatasetError(
+                f"{plan.out} holds {index.meta['n']} frames and --n {plan.n} would drop some; rerun with "
+                f"--n {index.meta['n']} or more (a larger --n grows it), or choose a new --out"
+            )
+        if plan.n > index.meta["n"]:
+            log.info("%s: growing from %d to %d frames", plan.out, index.meta["n"], plan.n)
+            index.meta = plan.meta()
+            index.save()
         return index
     index = DatasetIndex(root=plan.out, image_hw=(plan.config.height, plan.config.width), meta=plan.meta())
     index.save()
@@ -139,7 +150,8 @@ class WriteReport:
 
 def write_dataset(plan: DatasetPlan, workers: int, progress: bool = True) -> WriteReport:
     index = _open_index(plan)
-    todo = [s for s in plan.shard_ids() if not index.is_complete(s)]
+    # a grown dataset's last shard may have been cut short by the smaller recipe: rendered again at full size
+    todo = [s for s in plan.shard_ids() if not index.is_complete(s) or index.shards[s].n != plan.shard_n(s)]
     skipped = sum(plan.shard_n(s) for s in plan.shard_ids() if s not in todo)
     total = sum(plan.shard_n(s) for s in todo)
     bar = tqdm(
