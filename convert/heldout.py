@@ -12,7 +12,12 @@ threshold on a validation split, and another split alone moved the shipped weigh
 (session 15), so a comparison across splits measures the split.
 
 Passed: on the same frames, the candidate accepts no more than the committed model with the device's
-cues (detector crop + medium edges) and no more on the detector crop alone. The committed model's
+cues (detector crop + medium edges) and no more on the detector crop alone, and it still does in at least
+PASS_SHARE of BOOTSTRAP paired resamples. Each bundle's 1 % BPCER threshold rests on ~34 bona fide
+validation frames: resampled alone it moved the shipped figure 24–51 of 600 (p5–p95), so one count against
+another says little. A resample draws the validation frames (the same draw for both bundles, from the
+`val_bona_fide_tail` their manifests carry: convert/liveness.bona_fide_tail) and the slice's frames (the
+same for both), and counts what each bundle accepts at its resampled threshold. The committed model's
 bundle is converted once per weights and dataset and kept in `work` (bundle/default is reused when its
 manifest names the same weights and dataset shards). The door clips are not part of the check (minutes
 per seed of rendering): `make bench-liveness BUNDLE=<work>/candidate` measures them.
@@ -27,10 +32,14 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 CROPS = ("detector+medium", "detector")  # the device's cues first: that is the figure the README gates on
 SHIPPED = Path("bundle/default")
 PHOTO_N = 600  # make photo-attacks' PHOTO_N
+BOOTSTRAP = 2000  # paired resamples (the seed is fixed: the same bundles always get the same verdict)
+PASS_SHARE = 0.9  # of them in which the candidate must accept no more frames
 
 
 class HeldOutError(RuntimeError):
@@ -43,10 +52,17 @@ class CropCount:
     candidate: int  # slice frames accepted (judged live)
     committed: int
     n: int
+    not_worse_share: float | None = None  # share of paired resamples with candidate ≤ committed
 
     @property
     def passed(self) -> bool:
-        return self.candidate <= self.committed
+        steady = self.not_worse_share is None or self.not_worse_share >= PASS_SHARE
+        return self.candidate <= self.committed and steady
+
+    def text(self) -> str:
+        share = "" if self.not_worse_share is None else \
+            f" (no worse in {self.not_worse_share:.0%} of resamples)"
+        return f"{self.crop} {self.candidate}/{self.n} vs {self.committed}/{self.n}{share}"
 
 
 @dataclass(frozen=True)
@@ -61,8 +77,9 @@ class HeldOutResult:
         return all(c.passed for c in self.counts)
 
     def line(self) -> str:
-        parts = [f"{c.crop} {c.candidate}/{c.n} vs {c.committed}/{c.n}" for c in self.counts]
-        verdict = "passed" if self.passed else "refused (more real-photo attack frames accepted)"
+        parts = [c.text() for c in self.counts]
+        verdict = "passed" if self.passed else ("refused (more real-photo attack frames accepted, or no "
+                                                f"worse in under {PASS_SHARE:.0%} of resamples)")
         return f"held-out real-photo slice, candidate vs committed: {'; '.join(parts)} → {verdict}"
 
     def to_ledger(self) -> dict:
@@ -71,8 +88,54 @@ class HeldOutResult:
                 "committed_bundle": self.committed_bundle, "accepted": [asdict(c) for c in self.counts]}
 
 
-def compare(candidate: dict, committed: dict) -> tuple[CropCount, ...]:
-    """Accepted counts per crop of two photo_attack_eval results on the same slice."""
+def resampled_thresholds(tail: dict, weights: np.ndarray, q: float) -> np.ndarray:
+    """Each resample's q-quantile (numpy's "lower", as convert sets it) of the scored bona fide frame LLRs,
+    read from the tail alone. weights: (resamples, tail["n"]) draw counts of the bona fide frames by rank."""
+    unscored = np.asarray(tail["unscored"], int)
+    n_scored = weights.sum(1) - weights[:, unscored].sum(1)
+    k = np.floor(q * (n_scored - 1)).astype(int)  # the quantile's position among the drawn frames
+    order = np.argsort(tail["llr"], kind="stable")
+    index, llr = np.asarray(tail["index"], int)[order], np.asarray(tail["llr"], np.float64)[order]
+    drawn = np.cumsum(weights[:, index], axis=1)
+    pos = (drawn <= k[:, None]).sum(1)  # the first tail frame whose draws reach past position k
+    if (pos >= llr.size).any():
+        raise ValueError(f"the manifest's bona fide tail ({llr.size} of {tail['n']} frames) is too short "
+                         "for a resampled threshold; rebuild the bundle with this convert")
+    return llr[pos]
+
+
+def not_worse_shares(tails: tuple[dict, dict], scores: tuple[dict, dict], q: float,
+                     resamples: int = BOOTSTRAP, seed: int = 0) -> dict[str, float]:
+    """Per crop, the share of paired resamples (validation bona fide frames and slice frames, one draw for
+    both bundles) in which the candidate (first) accepts no more slice frames than the committed model."""
+    n = tails[0]["n"]
+    if tails[1]["n"] != n:
+        raise ValueError(f"the two bundles were calibrated on different splits ({n} vs {tails[1]['n']} bona "
+                         "fide frames)")
+    rng = np.random.default_rng(seed)
+    frames = [s["frames"] for s in scores]
+    m = len(frames[0])
+    if len(frames[1]) != m:
+        raise ValueError(f"the two results score different slices ({m} vs {len(frames[1])} frames)")
+    val_w = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples)
+    slice_w = rng.multinomial(m, np.full(m, 1.0 / m), size=resamples)
+    thresholds = [resampled_thresholds(t, val_w, q) for t in tails]
+    shares = {}
+    for crop in CROPS:
+        key = f"score_{crop}"
+        if not all(key in f[0] for f in frames):
+            continue
+        accepted = []
+        for fs, thr in zip(frames, thresholds):
+            s = np.array([-np.inf if f[key] is None else f[key] for f in fs], np.float64)  # None: unscored
+            accepted.append(((s[None, :] >= thr[:, None]) * slice_w).sum(1))
+        shares[crop] = float(np.mean(accepted[0] <= accepted[1]))
+    return shares
+
+
+def compare(candidate: dict, committed: dict,
+            shares: dict[str, float] | None = None) -> tuple[CropCount, ...]:
+    """Accepted counts per crop of two photo_attack_eval results on the same slice (with not_worse_shares)."""
     out = []
     for crop in CROPS:
         a, b = candidate["apcer"].get(crop, {}).get("all"), committed["apcer"].get(crop, {}).get("all")
@@ -80,10 +143,20 @@ def compare(candidate: dict, committed: dict) -> tuple[CropCount, ...]:
             continue
         if a["n"] != b["n"]:
             raise ValueError(f"the two results score different slices ({a['n']} vs {b['n']} frames)")
-        out.append(CropCount(crop, int(a["accepted"]), int(b["accepted"]), int(a["n"])))
+        out.append(CropCount(crop, int(a["accepted"]), int(b["accepted"]), int(a["n"]),
+                             None if shares is None else shares.get(crop)))
     if not out:
         raise ValueError("neither result has a detector-crop figure to compare")
     return tuple(out)
+
+
+def bona_fide_tail(bundle: Path) -> tuple[dict, float]:
+    """The manifest's val_bona_fide_tail and BPCER target (ValueError: a bundle from before them)."""
+    live = json.loads((bundle / "manifest.json").read_text()).get("liveness", {})
+    if "val_bona_fide_tail" not in live:
+        raise ValueError(f"{bundle}/manifest.json has no liveness.val_bona_fide_tail: rebuild it with this "
+                         "convert (make convert BUNDLE=...)")
+    return live["val_bona_fide_tail"], float(live["bpcer_target"])
 
 
 def _same_source(manifest: dict, weights_sha256: str | None, dataset: Path) -> bool:
@@ -94,8 +167,8 @@ def _same_source(manifest: dict, weights_sha256: str | None, dataset: Path) -> b
 
     if weights_sha256 is None or manifest.get("weights_sha256") != weights_sha256:
         return False
-    if not (dataset / "index.json").is_file():
-        return False
+    if not (dataset / "index.json").is_file() or "val_bona_fide_tail" not in manifest.get("liveness", {}):
+        return False  # ... and a bundle from before the tail cannot be resampled: converted again
     made_on = manifest.get("dataset", {})
     if "content_sha256" in made_on:
         return made_on["content_sha256"] == DatasetIndex.load(dataset).content_sha256()
@@ -149,7 +222,9 @@ def check(run_dir: Path, committed: Path = Path("models/default"), photos: Path 
             generate(photos, PHOTO_N, seed=0)
         scores = {name: score_slice(path, photos, work / f"{name}_photo_attacks.json")
                   for name, path in (("candidate", candidate), ("committed", reference))}
-        counts = compare(scores["candidate"], scores["committed"])
+        (tail_a, q), (tail_b, _) = bona_fide_tail(candidate), bona_fide_tail(reference)
+        shares = not_worse_shares((tail_a, tail_b), (scores["candidate"], scores["committed"]), q)
+        counts = compare(scores["candidate"], scores["committed"], shares)
     except (ValueError, OSError, DatasetError, PhotoSourceError, MediapipeAssetsError) as e:
         raise HeldOutError(f"the held-out check could not run: {e}") from e
     return HeldOutResult(counts, str(dataset), str(candidate), str(reference))

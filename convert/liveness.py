@@ -19,6 +19,9 @@ Reported (ISO/IEC 30107-3 style, per frame): the frame-LLR threshold at `bpcer_t
 scored bona fide validation samples, and BPCER / APCER at it on validation and test, per attack type
 on test with Wilson 95 % intervals. An unscored bona fide sample counts as rejected, an unscored attack as not
 accepted. The door's decision is per track (firmware_app/liveness.py); these are frame figures.
+The manifest also keeps the low tail of the bona fide validation frames' LLRs (`bona_fide_tail`: the
+lowest TAIL_SHARE, at least TAIL_MIN, by each frame's rank among the bona fide frames): enough to resample
+the 1 % threshold, which rests on ~34 frames, so `convert.heldout` can say how sure a comparison is.
 Also kept: the v1 score (`liveness_score`, the plane-removed relief range) and its threshold at
 `bpcer_target`, `threshold_mm`, which the device shows beside each frame.
 """
@@ -43,6 +46,8 @@ BONA_FIDE = "bona_fide"
 MIN_ATTACKS = 50
 MIN_BONA_FIDE = 50
 RIDGE = 1e-3
+TAIL_SHARE = 0.05  # a bootstrap's 1 % quantile of 3,375 frames lies in the lowest 2 % but for ~1e-9 of draws
+TAIL_MIN = 50  # small splits keep this many (all of them, when fewer)
 MEDIUM_FLOOR = -4.5  # one frame's border costs at most this much (4 sides: −5.1 fitted on val, 2 bona fide)
 MEDIUM_JITTER = (0.08, 0.10)  # the box's centre (× side) and size error: the device's detector box is not
                               # the landmark extent (training's crop jitter, train/configs/default.yaml)
@@ -133,6 +138,7 @@ class LivenessCalibration:
     test: SplitRates
     notes: tuple[str, ...] = field(default=())
     medium: MediumModel | None = None  # the medium-edge table (firmware_app/medium.py), when fitted
+    bona_fide_tail: dict | None = None  # bona_fide_tail() of the val frame LLRs the threshold was set on
 
     # the names the convert CLI and older callers read
     val_bpcer = property(lambda self: self.val.bpcer)
@@ -164,7 +170,8 @@ class LivenessCalibration:
                                        for t, (k, n) in self.test.apcer_by_type.items()},
                 "n_val": counts(self.val.counts), "n_test": counts(self.test.counts),
                 "notes": list(self.notes),
-                **({"medium": self.medium.to_manifest()} if self.medium else {})}
+                **({"medium": self.medium.to_manifest()} if self.medium else {}),
+                **({"val_bona_fide_tail": self.bona_fide_tail} if self.bona_fide_tail else {})}
 
 
 def _matrix(feats: Sequence[Features | None], names: Sequence[str]) -> np.ndarray:
@@ -233,6 +240,19 @@ def _llrs(model: EvidenceModel, feats: Sequence[Features | None]) -> np.ndarray:
     return np.array([model.llr(f) if f is not None else np.nan for f in feats], np.float64)
 
 
+def bona_fide_tail(llr: np.ndarray, labels: Sequence[str], share: float = TAIL_SHARE,
+                   least: int = TAIL_MIN) -> dict:
+    """The lowest frame LLRs of the bona fide frames, each by its rank among them in split order (`index`),
+    with their count `n` and the unscored ones' ranks: what a resampled threshold needs, and the same
+    ranks in every bundle calibrated on that split (convert.heldout pairs them)."""
+    bona = np.asarray(llr, np.float64)[np.asarray(labels) == BONA_FIDE]
+    scored = np.flatnonzero(np.isfinite(bona))
+    keep = min(scored.size, max(least, int(np.ceil(share * scored.size))))
+    low = scored[np.argsort(bona[scored], kind="stable")[:keep]]
+    return {"n": int(bona.size), "unscored": np.flatnonzero(~np.isfinite(bona)).tolist(),
+            "index": low.tolist(), "llr": [round(float(v), 4) for v in bona[low]]}
+
+
 def _quantile(scores: np.ndarray, labels: Sequence[str], q: float, what: str) -> float:
     bona = scores[[lab == BONA_FIDE for lab in labels]]
     bona = bona[np.isfinite(bona)]
@@ -271,4 +291,5 @@ def calibrate(val: Sequence[DepthResult], val_labels: Sequence[str], test: Seque
                      f"(≥ {int(30 / bpcer_target)} needed); the per-track bound carries the door's guarantee")
     return LivenessCalibration(model, threshold, threshold_mm, bpcer_target,
                                _rates(val_llr, val_labels, threshold),
-                               _rates(test_llr, test_labels, threshold), tuple(notes), medium)
+                               _rates(test_llr, test_labels, threshold), tuple(notes), medium,
+                               bona_fide_tail(val_llr, val_labels))

@@ -1,6 +1,7 @@
 """The held-out check before a promotion (convert/heldout.py, train/session.py): a session that validation
 promotes is converted and scored on the real-photo attack slice beside the committed model, both calibrated
-on the committed model's dataset, and replaces the weights only if it accepts no more of its frames."""
+on the committed model's dataset, and replaces the weights only if it accepts no more of its frames, and still
+does in 90 % of paired resamples of the validation frames that set each threshold and of the slice."""
 
 from __future__ import annotations
 
@@ -9,9 +10,20 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from convert.heldout import CropCount, HeldOutError, HeldOutResult, check, committed_bundle, compare
+from convert.heldout import (
+    CropCount,
+    HeldOutError,
+    HeldOutResult,
+    check,
+    committed_bundle,
+    compare,
+    not_worse_shares,
+    resampled_thresholds,
+)
+from convert.liveness import bona_fide_tail
 from tests.fakes import tiny_run_config, write_fake_dataset
 from train.config import ModelConfig
 
@@ -57,12 +69,16 @@ def test_the_real_check_scores_both_bundles_on_the_same_frames(sessions, monkeyp
     result = check(sessions["run"], committed=sessions["models"], photos=photos, work=work)
     assert [c.crop for c in result.counts] == ["detector+medium", "detector"]
     assert all(c.n == 4 and 0 <= c.candidate <= 4 and 0 <= c.committed <= 4 for c in result.counts)
-    assert result.passed == all(c.candidate <= c.committed for c in result.counts)
+    assert all(0.0 <= c.not_worse_share <= 1.0 for c in result.counts)
+    assert result.passed == all(c.candidate <= c.committed and c.not_worse_share >= 0.9
+                                for c in result.counts)
     for name in ("candidate", "committed"):  # both calibrated on the committed model's dataset
         manifest = json.loads((work / name / "manifest.json").read_text())
         assert manifest["dataset"]["path"] == str(sessions["index"].root.resolve())
         scored = json.loads((work / f"{name}_photo_attacks.json").read_text())
         assert scored["apcer"]["detector"]["all"]["accepted"] == getattr(result.counts[1], name)
+        tail = manifest["liveness"]["val_bona_fide_tail"]  # the tiny split: every bona fide frame
+        assert len(tail["index"]) + len(tail["unscored"]) == tail["n"] > 0
     ledger = result.to_ledger()
     assert ledger["passed"] == result.passed and len(ledger["accepted"]) == 2
     # the committed bundle is converted once per weights and dataset, then reused
@@ -91,19 +107,22 @@ def test_a_check_that_cannot_run_says_why_and_does_not_promote(sessions, tmp_pat
     assert (models / session.WEIGHTS).read_bytes() == before
 
 
-@pytest.mark.parametrize("candidate, promoted", [(3, False), (2, True), (1, True)])
+@pytest.mark.parametrize("candidate, share, promoted", [(3, 0.99, False), (2, 0.95, True), (1, 0.97, True),
+                                                      (1, 0.6, False)])
 def test_validation_promotes_only_what_the_held_out_slice_does_not_refuse(sessions, tmp_path, candidate,
-                                                                          promoted):
+                                                                          share, promoted):
+    """More frames accepted, or fewer but not in 90 % of the resamples (a threshold's luck): refused."""
     from train import session
 
     models = _improved_copy(sessions, tmp_path)
     before = (models / session.WEIGHTS).read_bytes()
-    counts = (CropCount("detector+medium", candidate, 2, 600), CropCount("detector", 100, 100, 600))
+    counts = (CropCount("detector+medium", candidate, 2, 600, share),
+              CropCount("detector", 100, 100, 600, 1.0))
     result = HeldOutResult(counts, "ds", "cand", "comm")
     entry = session.promote(sessions["run"], models, sessions["committed"], sessions["cfg"], lambda _: result)
     assert entry["promoted"] is promoted and entry["heldout"]["passed"] is promoted
     assert entry["heldout"]["accepted"][0] == {"crop": "detector+medium", "candidate": candidate,
-                                               "committed": 2, "n": 600}
+                                               "committed": 2, "n": 600, "not_worse_share": share}
     assert ((models / session.WEIGHTS).read_bytes() == before) is not promoted
     ledger = json.loads((models / "run.json").read_text())["ledger"]
     assert ledger[-1]["heldout"] == entry["heldout"]
@@ -137,8 +156,10 @@ def test_a_bundle_is_reused_for_the_same_weights_and_shards_whatever_commit_wrot
     from train.synth.dataset_index import DatasetIndex
 
     index = write_fake_dataset(tmp_path / "d", n_train=4, n_val=4, n_test=0, per_shard=4)
-    made = {"weights_sha256": "w", "dataset": {"content_sha256": index.content_sha256(), "index_sha256": "x"}}
+    made = {"weights_sha256": "w", "dataset": {"content_sha256": index.content_sha256(), "index_sha256": "x"},
+            "liveness": {"val_bona_fide_tail": {"n": 1, "unscored": [], "index": [0], "llr": [1.0]}}}
     assert _same_source(made, "w", index.root)
+    assert not _same_source({**made, "liveness": {}}, "w", index.root)  # no tail to resample: converted again
     index.meta["source_commit"] = "another"  # regenerated at another commit: the same shards
     index.save()
     assert DatasetIndex.load(index.root).content_sha256() == made["dataset"]["content_sha256"]
@@ -146,7 +167,7 @@ def test_a_bundle_is_reused_for_the_same_weights_and_shards_whatever_commit_wrot
     index.shards[0] = dataclasses.replace(index.shards[0], sha256="0" * 64)  # another calibration split
     index.save()
     assert not _same_source(made, "w", index.root)
-    old = {"weights_sha256": "w", "dataset": {"index_sha256": "x"}}  # a bundle from before content_sha256
+    old = {**made, "dataset": {"index_sha256": "x"}}  # a bundle from before content_sha256
     assert not _same_source(old, "w", index.root)
 
 
@@ -171,6 +192,52 @@ def test_compare_refuses_results_of_different_slices():
     assert c.passed and "10/600 vs 10/600" in HeldOutResult((c,), "", "", "").line()
 
 
+def _split(seed: int, n: int = 3375) -> tuple[np.ndarray, list[str]]:
+    """Frame LLRs shaped like out/synth's validation split: 3,375 bona fide (2 unscored), 1,425 attacks."""
+    rng = np.random.default_rng(seed)
+    llr = np.round(np.concatenate([rng.normal(5, 2, n), rng.normal(-6, 2, 1425)]), 4)
+    llr[[7, 99]] = np.nan
+    return llr, ["bona_fide"] * n + ["print_flat"] * 1425
+
+
+def test_a_resampled_threshold_read_from_the_tail_is_the_one_convert_sets_on_the_resample():
+    llr, labels = _split(0)
+    tail = bona_fide_tail(llr, labels)
+    assert tail["n"] == 3375 and tail["unscored"] == [7, 99] and len(tail["index"]) == 169
+    bona = llr[:3375]
+    draws = np.random.default_rng(1).multinomial(3375, np.full(3375, 1 / 3375), 50)
+    weights = np.vstack([np.ones(3375, int), draws])
+    got = resampled_thresholds(tail, weights, 0.01)
+    for w, thr in zip(weights, got):
+        drawn = np.repeat(bona, w)
+        assert thr == np.quantile(drawn[np.isfinite(drawn)], 0.01, method="lower")
+    assert got[0] == np.quantile(bona[np.isfinite(bona)], 0.01, method="lower")  # no resampling: convert's
+    with pytest.raises(ValueError, match="too short"):
+        resampled_thresholds({**tail, "index": tail["index"][:3], "llr": tail["llr"][:3]}, weights, 0.01)
+
+
+def _slice(scores: np.ndarray) -> dict:
+    return {"frames": [{"score_detector+medium": None if np.isnan(v) else float(v), "score_detector": float(v)
+                        if not np.isnan(v) else None} for v in scores]}
+
+
+def test_resamples_say_a_clear_gain_from_a_tie():
+    llr, labels = _split(0)
+    tail = bona_fide_tail(llr, labels)
+    photos = np.random.default_rng(2).normal(-2, 2.5, 600)  # the committed model accepts ~7 % of them
+    same = not_worse_shares((tail, tail), (_slice(photos), _slice(photos)), 0.01)
+    assert same == {"detector+medium": 1.0, "detector": 1.0}  # the same bundle is never worse than itself
+    clear = not_worse_shares((tail, tail), (_slice(photos - 0.8), _slice(photos)), 0.01)
+    assert min(clear.values()) > 0.95
+    # another model with the same skill: its own validation scores and photo scores, one frame apart at most
+    other, _ = _split(3)
+    tie = not_worse_shares((bona_fide_tail(other, labels), tail), (_slice(photos + 0.01), _slice(photos)),
+                           0.01)
+    assert max(tie.values()) < 0.9
+    with pytest.raises(ValueError, match="different splits"):
+        not_worse_shares(({**tail, "n": 3000}, tail), (_slice(photos), _slice(photos)), 0.01)
+
+
 def _improved_copy(sessions, tmp_path: Path, live_factor: float = 0.9) -> Path:
     """A copy of the committed model, and the candidate's log rewritten so validation promotes it (its
     liveness loss `live_factor` × the start weights')."""
@@ -179,7 +246,8 @@ def _improved_copy(sessions, tmp_path: Path, live_factor: float = 0.9) -> Path:
     run = sessions["run"]
     info = json.loads((run / "run.json").read_text())
     mae, live = info["baseline_val"]["val_relief_mae_mm"], info["baseline_val"]["val_live_loss"]
-    (run / "log.csv").write_text(f"epoch,val_relief_mae_mm,val_live_loss\n0,{mae * 0.9},{live * live_factor}\n")
+    log = f"epoch,val_relief_mae_mm,val_live_loss\n0,{mae * 0.9},{live * live_factor}\n"
+    (run / "log.csv").write_text(log)
     info["best"] = {"epoch": 0, "val_relief_mae_mm": mae * 0.9}
     (run / "run.json").write_text(json.dumps(info))
     return models
