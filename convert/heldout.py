@@ -2,6 +2,8 @@
 
     python -m convert.heldout RUN_DIR [--committed models/default] [--photos out/photo_attacks]
                                       [--work out/heldout]                       (make heldout RUN=)
+    python -m convert.heldout --bundles CANDIDATE_BUNDLE COMMITTED_BUNDLE      (two bundles already built,
+                                                                   calibrated on the same split)
 
 The session rule (train/session.py) compares validation figures, and validation is synthetic: sessions
 12 and 15 passed it and then accepted more frames of the held-out real-photo slice (out/photo_attacks:
@@ -207,39 +209,66 @@ def check(run_dir: Path, committed: Path = Path("models/default"), photos: Path 
     missing) and compare. HeldOutError (one line) when any step cannot run."""
     from convert.bundle import build_bundle
     from convert.mediapipe_assets import MediapipeAssetsError
-    from convert.photo_attack_eval import run as score_slice
     from train.synth.dataset_index import DatasetError
-    from train.synth.photo_attacks import generate
-    from train.synth.photo_sources import PhotoSourceError
 
     dataset = Path(dataset or committed_dataset(committed))
     try:
         reference = committed_bundle(committed, dataset, work)
         candidate = work / "candidate"
         build_bundle(run_dir, candidate, dataset=dataset)
+    except (ValueError, OSError, DatasetError, MediapipeAssetsError) as e:
+        raise HeldOutError(f"the held-out check could not run: {e}") from e
+    return compare_bundles(candidate, reference, photos, work, str(dataset))
+
+
+def compare_bundles(candidate: Path, reference: Path, photos: Path = Path("out/photo_attacks"),
+                    work: Path = Path("out/heldout"), calibration: str = "") -> HeldOutResult:
+    """Score two bundles (calibrated on the same split) on the slice (made if missing) and compare them."""
+    from convert.mediapipe_assets import MediapipeAssetsError
+    from convert.photo_attack_eval import run as score_slice
+    from train.synth.dataset_index import DatasetError
+    from train.synth.photo_attacks import generate
+    from train.synth.photo_sources import PhotoSourceError
+
+    try:
+        (tail_a, q), (tail_b, _) = bona_fide_tail(candidate), bona_fide_tail(reference)  # before any scoring
         if not (photos / "index.json").is_file():
             log.info("no held-out slice at %s: making it (%d frames, make photo-attacks)", photos, PHOTO_N)
             generate(photos, PHOTO_N, seed=0)
         scores = {name: score_slice(path, photos, work / f"{name}_photo_attacks.json")
                   for name, path in (("candidate", candidate), ("committed", reference))}
-        (tail_a, q), (tail_b, _) = bona_fide_tail(candidate), bona_fide_tail(reference)
         shares = not_worse_shares((tail_a, tail_b), (scores["candidate"], scores["committed"]), q)
         counts = compare(scores["candidate"], scores["committed"], shares)
     except (ValueError, OSError, DatasetError, PhotoSourceError, MediapipeAssetsError) as e:
         raise HeldOutError(f"the held-out check could not run: {e}") from e
-    return HeldOutResult(counts, str(dataset), str(candidate), str(reference))
+    return HeldOutResult(counts, calibration, str(candidate), str(reference))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m convert.heldout", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir", type=Path, help="the candidate training run (run.json + model.keras)")
+    p.add_argument("run_dir", type=Path, nargs="?",
+                   help="the candidate training run (run.json + model.keras)")
+    p.add_argument("--bundles", type=Path, nargs=2, metavar=("CANDIDATE", "COMMITTED"),
+                   help="compare two bundles already built (calibrated on the same split) instead of a run")
     p.add_argument("--committed", type=Path, default=Path("models/default"))
     p.add_argument("--photos", type=Path, default=Path("out/photo_attacks"))
     p.add_argument("--work", type=Path, default=Path("out/heldout"))
     p.add_argument("--dataset", type=Path, help="calibration dataset (default: the committed model's)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if (a.run_dir is None) == (a.bundles is None):
+        print("error: name a candidate run (make heldout RUN=out/runs/<run>) or two bundles (--bundles A B), "
+              "not both", file=sys.stderr)
+        return 2
+    if a.bundles:
+        try:
+            result = compare_bundles(*a.bundles, a.photos, a.work)
+        except HeldOutError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(result.line())
+        return 0 if result.passed else 1
     if a.run_dir.resolve() == a.committed.resolve():
         print(f"error: {a.run_dir} is the committed model itself; name a candidate run "
               "(make heldout RUN=out/runs/<run>)", file=sys.stderr)

@@ -179,6 +179,13 @@ def test_the_command_says_what_is_wrong_in_one_line(tmp_path, capsys):
     assert err.startswith("error: ") and "names no dataset" in err and "Traceback" not in err
     assert main([str(tmp_path), "--committed", str(tmp_path)]) == 2
     assert "the committed model itself" in capsys.readouterr().err
+    assert main([]) == 2 and "name a candidate run" in capsys.readouterr().err
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "manifest.json").write_text(json.dumps({"liveness": {"bpcer_target": 0.01}}))
+    photos = tmp_path / "no-slice"
+    assert main(["--bundles", str(tmp_path / "old"), str(tmp_path / "old"), "--photos", str(photos)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "val_bona_fide_tail" in err and "\n" not in err and not photos.exists()  # refused before scoring
 
 
 def test_compare_refuses_results_of_different_slices():
