@@ -152,7 +152,7 @@ def compare(candidate: dict, committed: dict,
     return tuple(out)
 
 
-def bona_fide_tail(bundle: Path) -> tuple[dict, float]:
+def manifest_tail(bundle: Path) -> tuple[dict, float]:
     """The manifest's val_bona_fide_tail and BPCER target (ValueError: a bundle from before them)."""
     live = json.loads((bundle / "manifest.json").read_text()).get("liveness", {})
     if "val_bona_fide_tail" not in live:
@@ -231,7 +231,7 @@ def compare_bundles(candidate: Path, reference: Path, photos: Path = Path("out/p
     from train.synth.photo_sources import PhotoSourceError
 
     try:
-        (tail_a, q), (tail_b, _) = bona_fide_tail(candidate), bona_fide_tail(reference)  # before any scoring
+        (tail_a, q), (tail_b, _) = manifest_tail(candidate), manifest_tail(reference)  # before any scoring
         if not (photos / "index.json").is_file():
             log.info("no held-out slice at %s: making it (%d frames, make photo-attacks)", photos, PHOTO_N)
             generate(photos, PHOTO_N, seed=0)
